@@ -2,6 +2,8 @@
 #include "arch/log.h"
 
 #include <doctest/doctest.h>
+// Deliberately the full fmt header, unlike library code: see the vptr regression test.
+#include <fmt/format.h>
 
 #include <string>
 
@@ -61,6 +63,19 @@ TEST_CASE("STRATA_BUG_ON panics with the location and condition") {
   CHECK(msg.find("BUG at arch/log_test.cc:") == 0);
   CHECK(msg.find("y == 1") != std::string::npos);
   CHECK(hosted::panic_message_of([] { STRATA_BUG_ON(false); }).empty());
+}
+
+// Regression: the log's buffer is made in -fno-rtti code (arch/log.cc), and this file, built
+// with RTTI and <fmt/format.h>, instantiates fmt's buffer methods too; UBSan's vptr check then
+// reported "member call ... does not point to an object of type 'buffer'" until .bazelrc
+// turned vptr off for the sanitizer configs.
+TEST_CASE("formatting in RTTI code and logging from library code share fmt's buffers") {
+  hosted::LogCapture cap;
+  CHECK(fmt::format("{}", 42) == "42");
+  dev_info("dev", "{} {}", Error(-EIO), fmt::format("{:>4}", 7));
+  auto lines = cap.lines();
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].text == "dev: -EIO    7");
 }
 
 }  // namespace
