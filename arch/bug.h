@@ -11,9 +11,9 @@
 #define STRATA_STRINGIFY_(x) #x
 #define STRATA_STRINGIFY(x) STRATA_STRINGIFY_(x)
 
-#define STRATA_BUG_ON(cond)                                                            \
-  do {                                                                                 \
-    if (__builtin_expect(!!(cond), 0))                                                 \
+#define STRATA_BUG_ON(cond)                                                          \
+  do {                                                                               \
+    if (__builtin_expect(!!(cond), 0))                                               \
       strata_os_panic("BUG at " __FILE__ ":" STRATA_STRINGIFY(__LINE__) ": " #cond); \
   } while (0)
 
@@ -25,10 +25,10 @@ void warn_on(const char* where);
 
 // Logs a warning with the location and evaluates to the condition, so it can guard a recovery
 // path: if (STRATA_WARN_ON(!ok)) return Error(-EINVAL);
-#define STRATA_WARN_ON(cond)                                                        \
-  ({                                                                                \
-    const bool strata_warn_ = !!(cond);                                             \
-    if (__builtin_expect(strata_warn_, 0))                                          \
+#define STRATA_WARN_ON(cond)                                                         \
+  ({                                                                                 \
+    const bool strata_warn_ = !!(cond);                                              \
+    if (__builtin_expect(strata_warn_, 0))                                           \
       ::strata::detail::warn_on(__FILE__ ":" STRATA_STRINGIFY(__LINE__) ": " #cond); \
-    strata_warn_;                                                                   \
+    strata_warn_;                                                                    \
   })

@@ -116,7 +116,8 @@ TEST_CASE("sync hooks keep data intact and check their range") {
     buf.sync_for_device(0, 4096);
     buf.sync_for_cpu(100, 200);
     bool intact = true;
-    for (int i = 0; i < 512; i++) intact &= dma_read64(&words[i]) == 0x0101010101010101u * (i & 0xff);
+    for (int i = 0; i < 512; i++)
+      intact &= dma_read64(&words[i]) == 0x0101010101010101u * (i & 0xff);
     CHECK(intact);
   }
   std::string msg = hosted::panic_message_of([] {

@@ -64,8 +64,8 @@
 
 static_assert(EPERM == 1 && ENOENT == 2 && EIO == 5 && ENXIO == 6 && E2BIG == 7 && EAGAIN == 11 &&
                   ENOMEM == 12 && EACCES == 13 && EFAULT == 14 && EBUSY == 16 && EEXIST == 17 &&
-                  ENODEV == 19 && EINVAL == 22 && ENOSPC == 28 && ERANGE == 34 &&
-                  EOVERFLOW == 75 && EOPNOTSUPP == 95 && ETIMEDOUT == 110,
+                  ENODEV == 19 && EINVAL == 22 && ENOSPC == 28 && ERANGE == 34 && EOVERFLOW == 75 &&
+                  EOPNOTSUPP == 95 && ETIMEDOUT == 110,
               "errno values differ from Linux's; the uAPI would misreport errors");
 
 namespace strata {

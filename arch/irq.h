@@ -43,8 +43,7 @@ class InterruptController {
 class Irq {
  public:
   Irq() = default;
-  static Result<Irq> request(InterruptController& ic, unsigned line, IrqHandler handler,
-                             void* ctx);
+  static Result<Irq> request(InterruptController& ic, unsigned line, IrqHandler handler, void* ctx);
   static Result<Irq> request_msi(InterruptController& ic, IrqHandler handler, void* ctx);
 
   Irq(Irq&& o) : ic_(std::exchange(o.ic_, nullptr)), line_(o.line_), msi_(o.msi_), msg_(o.msg_) {}

@@ -8,8 +8,7 @@
 
 namespace strata {
 
-void vlog(LogLevel level, std::string_view prefix, fmt::string_view format,
-          fmt::format_args args) {
+void vlog(LogLevel level, std::string_view prefix, fmt::string_view format, fmt::format_args args) {
   char line[kLogLineMax];
   size_t len = 0;
   if (!prefix.empty()) {
@@ -29,7 +28,9 @@ void vlog(LogLevel level, std::string_view prefix, fmt::string_view format,
 
 namespace detail {
 
-void warn_on(const char* where) { vlog(LogLevel::warning, {}, "WARNING at {}", fmt::make_format_args(where)); }
+void warn_on(const char* where) {
+  vlog(LogLevel::warning, {}, "WARNING at {}", fmt::make_format_args(where));
+}
 
 }  // namespace detail
 

@@ -239,7 +239,8 @@ fmt::appender format_register(fmt::appender out, const R& r) {
   using W = typename R::Word;
   out = fmt::format_to(out, "{} {:#0{}x} {{", R::kName, r.value(), 2 + 2 * sizeof(W));
   bool first = true;
-  R::Fields::for_each([&]<typename F>() { out = detail::format_field<F>(out, r.template get<F>(), first); });
+  R::Fields::for_each(
+      [&]<typename F>() { out = detail::format_field<F>(out, r.template get<F>(), first); });
   const uint64_t undeclared = r.value() & ~R::Fields::declared(0);
   if (undeclared) out = fmt::format_to(out, "{}undeclared={:#x}", first ? "" : " ", undeclared);
   return fmt::format_to(out, "}}");
@@ -254,7 +255,8 @@ fmt::appender format_descriptor(fmt::appender out, const D& d) {
     out = fmt::format_to(out, "{}{:#018x}", i ? ", " : "", d.word(i));
   out = fmt::format_to(out, "] {{");
   bool first = true;
-  D::Fields::for_each([&]<typename F>() { out = detail::format_field<F>(out, d.template get<F>(), first); });
+  D::Fields::for_each(
+      [&]<typename F>() { out = detail::format_field<F>(out, d.template get<F>(), first); });
   for (unsigned i = 0; i < D::kWords; i++) {
     const uint64_t undeclared = d.word(i) & ~D::Fields::declared(i);
     if (undeclared) {
@@ -269,7 +271,10 @@ fmt::appender format_descriptor(fmt::appender out, const D& d) {
 
 // Every register and descriptor type with a Fields list prints by field name.
 template <typename T>
-  requires requires { typename T::Fields; typename T::Word; }
+requires requires {
+  typename T::Fields;
+  typename T::Word;
+}
 struct fmt::formatter<T> {
   constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
   auto format(const T& r, fmt::format_context& ctx) const {
@@ -278,7 +283,10 @@ struct fmt::formatter<T> {
 };
 
 template <typename T>
-  requires requires { typename T::Fields; T::kWords; }
+requires requires {
+  typename T::Fields;
+  T::kWords;
+}
 struct fmt::formatter<T> {
   constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
   auto format(const T& d, fmt::format_context& ctx) const {

@@ -30,7 +30,7 @@ struct CR0 : reg::Register<CR0, uint32_t, 0x20, "CR0"> {
 // SMMUv3 STRTAB_BASE (64-bit): RA[62], ADDR[51:6].
 struct STRTAB_BASE : reg::Register<STRTAB_BASE, uint64_t, 0x80, "STRTAB_BASE"> {
   using ADDR = reg::Addr<51, 6, "ADDR">;  // stream table base, 64-byte aligned
-  using RA = reg::Bit<62, "RA">;         // read-allocate hint
+  using RA = reg::Bit<62, "RA">;          // read-allocate hint
   using Fields = reg::FieldList<ADDR, RA>;
 };
 
@@ -59,12 +59,12 @@ struct STE : reg::Descriptor<STE, 8, "STE"> {
 
 // VT-d scalable-mode context entry (256 bits).
 struct ScalableContextEntry : reg::Descriptor<ScalableContextEntry, 4, "SM context entry"> {
-  using P = reg::Bit<0, "P">;                              // present
-  using FPD = reg::Bit<1, "FPD">;                          // fault processing disable
-  using PASIDE = reg::Bit<3, "PASIDE">;                    // PASID enable
-  using PDTS = reg::Field<11, 9, "PDTS">;                  // PASID directory size
-  using PASIDDIRPTR = reg::Addr<63, 12, "PASIDDIRPTR">;    // PASID directory pointer
-  using RID_PASID = reg::Field<83, 64, "RID_PASID">;       // PASID for requests without one
+  using P = reg::Bit<0, "P">;                            // present
+  using FPD = reg::Bit<1, "FPD">;                        // fault processing disable
+  using PASIDE = reg::Bit<3, "PASIDE">;                  // PASID enable
+  using PDTS = reg::Field<11, 9, "PDTS">;                // PASID directory size
+  using PASIDDIRPTR = reg::Addr<63, 12, "PASIDDIRPTR">;  // PASID directory pointer
+  using RID_PASID = reg::Field<83, 64, "RID_PASID">;     // PASID for requests without one
   using Fields = reg::FieldList<P, FPD, PASIDE, PDTS, PASIDDIRPTR, RID_PASID>;
 };
 
@@ -106,9 +106,8 @@ TEST_CASE("a value that does not fit its field is refused") {
   CHECK_FALSE(STRTAB_BASE::ADDR::fits(0x1020));             // not 64-byte aligned
   CHECK_FALSE(STRTAB_BASE::ADDR::fits(uint64_t{1} << 52));  // beyond 52 bits
   // At run time it is a strata bug, never silently truncated.
-  std::string msg = hosted::panic_message_of([] {
-    STRATA_BUG_ON(STRTAB_BASE_CFG{}.set<STRTAB_BASE_CFG::SPLIT>(32).value() == 0);
-  });
+  std::string msg = hosted::panic_message_of(
+      [] { STRATA_BUG_ON(STRTAB_BASE_CFG{}.set<STRTAB_BASE_CFG::SPLIT>(32).value() == 0); });
   CHECK(msg.find("does not fit") != std::string::npos);
   msg = hosted::panic_message_of([] { (void)STE{}.set<STE::S2TTB>(0x12345678); });
   CHECK(msg.find("does not fit") != std::string::npos);

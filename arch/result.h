@@ -105,11 +105,11 @@ inline Result<void> ok() { return {}; }
 
 // Evaluates a Result; on error returns the error from the enclosing function, otherwise the
 // expression's value is the Result's value (moved out). GNU statement expression, as in Linux.
-#define STRATA_TRY(expr)                                      \
-  ({                                                          \
-    auto strata_try_result_ = (expr);                         \
+#define STRATA_TRY(expr)                                             \
+  ({                                                                 \
+    auto strata_try_result_ = (expr);                                \
     if (!strata_try_result_.ok()) return strata_try_result_.error(); \
-    strata_try_result_.release_value();                       \
+    strata_try_result_.release_value();                              \
   })
 
 // Prints "-EINVAL", as Linux's %pe.

@@ -70,7 +70,8 @@ inline size_t dcache_line_size() {
 }
 
 // An SMMU with IDR0.COHACC = 0 walks tables without snooping: clean to the point of coherency
-// (DC CVAC) and wait for completion (DSB) before telling it to look (IHI 0070, "Coherency considerations"; Linux __arm_lpae_sync_pte for a non-coherent walker).
+// (DC CVAC) and wait for completion (DSB) before telling it to look (IHI 0070, "Coherency
+// considerations"; Linux __arm_lpae_sync_pte for a non-coherent walker).
 inline void dcache_clean_range(const void* p, size_t n) {
   if (n == 0) return;
   const size_t line_size = dcache_line_size();

@@ -9,8 +9,8 @@
 // changes them, through set() or modify(). Side effects are explicit hooks on the register
 // (CR0 -> CR0ACK, GCMD -> GSTS, a PROD doorbell starting the command queue).
 //
-// What a guest access does, as SMMUv3 (IHI 0070, chapter 6, "Memory map and registers") and VT-d (10.2
-// "Software access to registers") describe hardware:
+// What a guest access does, as SMMUv3 (IHI 0070, chapter 6, "Memory map and registers") and VT-d
+// (10.2 "Software access to registers") describe hardware:
 //  - a 64-bit register may also be accessed as two 32-bit halves (low half at its offset, high
 //    half at offset + 4); each half applies the masks to its own bits only, and the hooks see
 //    the full 64-bit register before and after;
