@@ -50,6 +50,13 @@ class Box {
   Box& operator=(const Box&) = delete;
   ~Box() { reset(); }
 
+  // A Box of a derived type becomes a Box of its base (which then needs a virtual destructor).
+  template <typename U>
+  requires std::is_convertible_v<U*, T*> Box(Box<U>&& other) : ptr_(other.release()) {
+    static_assert(std::is_same_v<T, U> || std::has_virtual_destructor_v<T>,
+                  "destroying through a base needs a virtual destructor");
+  }
+
   // Takes ownership of an object placed in kmalloc'd memory.
   static Box adopt(T* ptr) { return Box(ptr); }
   // Gives up ownership; the caller destroys the object and kfree()s it.
