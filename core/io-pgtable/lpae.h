@@ -14,7 +14,11 @@ namespace strata {
 class LpaeFormat {
  public:
   LpaeFormat(bool stage2, unsigned granule_shift, bool oa52, uint64_t quirks)
-      : stage2_(stage2), g_(granule_shift), oa52_(oa52), quirks_(quirks) {}
+      : stage2_(stage2),
+        g_(granule_shift),
+        oa52_(oa52),
+        quirks_(quirks),
+        oa_mask_(((uint64_t{1} << 48) - 1) & ~((uint64_t{1} << granule_shift) - 1)) {}
 
   uint64_t leaf_bits(int prot, bool last) const;
   uint64_t table_bits(phys_addr_t table) const {
@@ -23,7 +27,7 @@ class LpaeFormat {
     return pte;
   }
   uint64_t oa_bits(phys_addr_t pa) const { return lpae::oa_bits(pa, g_); }
-  phys_addr_t oa(uint64_t pte) const { return lpae::oa_of(pte, g_); }
+  phys_addr_t oa(uint64_t pte) const { return oa52_ ? lpae::oa_of(pte, g_) : pte & oa_mask_; }
   // With the 64K granule and a 52-bit OA, OA[51:48] sit below the page frame.
   bool linear_oa() const { return !oa52_; }
   bool valid(uint64_t pte) const { return pte & 1; }
@@ -45,6 +49,7 @@ class LpaeFormat {
   unsigned g_;
   bool oa52_;
   uint64_t quirks_;
+  uint64_t oa_mask_;  // OA[47:g] in place: the whole output address unless oa52_
 };
 
 // Validates cfg for an LPAE stage-1 or stage-2 table, narrows its page sizes, allocates the
