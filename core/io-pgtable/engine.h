@@ -47,6 +47,7 @@ struct PgtableGeometry {
   unsigned root_bits;       // index bits of the root: fewer than bits_per_level for a partial
                             // root, more for concatenated start tables
   unsigned ias;
+  unsigned oas;
   uint64_t pgsize_bitmap;  // leaf sizes in use: each must be 2^shift(d) for some depth d
 
   unsigned shift(unsigned depth) const {
@@ -57,9 +58,15 @@ struct PgtableGeometry {
 template <typename Format>
 class Pgtable final : public IoPgtable {
  public:
-  Pgtable(const Format& format, const PgtableGeometry& geo, DmaAllocator& dma, bool coherent,
+  Pgtable(const Format& format, const PgtableGeometry& geo, const IoPgtableCfg& cfg,
           TablePage* root)
-      : fmt_(format), geo_(geo), dma_(dma), coherent_(coherent), root_(root) {
+      : fmt_(format),
+        geo_(geo),
+        dma_(*cfg.dma),
+        coherent_(cfg.coherent_walk),
+        tlb_(cfg.tlb),
+        cookie_(cfg.cookie),
+        root_(root) {
     for (unsigned d = 0; d < geo.levels; d++) {
       shift_[d] = geo.shift(d);
       const unsigned b = d == 0 ? geo.root_bits : geo.bits_per_level;
@@ -81,18 +88,20 @@ class Pgtable final : public IoPgtable {
     const unsigned leaf = static_cast<unsigned>(depth);
     const size_t idx = index(iova, leaf);
     const size_t n = clamp_count(idx, leaf, pgcount);
-    if (!fits(iova, n * pgsize)) return Error(-EINVAL);
+    if (!fits(iova, n * pgsize, geo_.ias) || !fits(paddr, n * pgsize, geo_.oas))
+      return Error(-ERANGE);
     const uint64_t attrs = leaf_attrs_[leaf == last_][prot & (kProtCombinations - 1)];
 
     TablePage* t = root_;
     for (unsigned d = 0; d < leaf;) {
       const size_t i = index(iova, d);
-      if (TablePage* child = t->children[i].load(std::memory_order_acquire)) {
+      bool block;
+      if (TablePage* child = child_of(t, i, block)) {
         t = child;
         d++;
         continue;
       }
-      if (dma_read64(&t->ptes()[i]) != 0) return Error(-EEXIST);  // a block covers iova
+      if (block) return Error(-EEXIST);  // a block covers iova
       const bool published = STRATA_TRY(publish_subtree(t, i, d, leaf, iova, paddr, n, attrs));
       if (published) return n * pgsize;
       // Another mapper installed a table here first: descend into it.
@@ -101,7 +110,7 @@ class Pgtable final : public IoPgtable {
     uint64_t* p = t->ptes() + idx;
     uint64_t live = 0;
     for (size_t k = 0; k < n; k++) live |= __atomic_load_n(&p[k], __ATOMIC_RELAXED);
-    if (live) return Error(-EEXIST);
+    if (live) STRATA_TRY(replace_empty_tables(t, idx, n, leaf, iova, pgsize));
     fill(p, n, paddr, pgsize, attrs);
     if (!coherent_) dma_.sync_for_device(t->region, idx * 8, n * 8);
     return n * pgsize;
@@ -114,15 +123,15 @@ class Pgtable final : public IoPgtable {
     const unsigned leaf = static_cast<unsigned>(depth);
     const size_t idx = index(iova, leaf);
     const size_t n = clamp_count(idx, leaf, pgcount);
-    if (!fits(iova, n * pgsize)) return Error(-EINVAL);
+    if (!fits(iova, n * pgsize, geo_.ias)) return Error(-ERANGE);
 
     TablePage* t = root_;
     for (unsigned d = 0; d < leaf; d++) {
-      const size_t i = index(iova, d);
-      TablePage* child = t->children[i].load(std::memory_order_acquire);
+      bool block;
+      TablePage* child = child_of(t, index(iova, d), block);
       if (!child) {
         // A block larger than pgsize would be cut in two: refused (io_pgtable.h).
-        if (dma_read64(&t->ptes()[i]) != 0) return Error(-EINVAL);
+        if (block) return Error(-EINVAL);
         return size_t{0};  // a hole
       }
       t = child;
@@ -156,12 +165,13 @@ class Pgtable final : public IoPgtable {
   }
 
   Result<phys_addr_t> iova_to_phys(uint64_t iova) override {
-    if (!fits(iova, 1)) return Error(-EINVAL);
+    if (!fits(iova, 1, geo_.ias)) return Error(-ERANGE);
     TablePage* t = root_;
     for (unsigned d = 0;; d++) {
       const size_t i = index(iova, d);
       if (d < last_) {
-        if (TablePage* child = t->children[i].load(std::memory_order_acquire)) {
+        bool block;
+        if (TablePage* child = child_of(t, i, block)) {
           t = child;
           continue;
         }
@@ -174,7 +184,8 @@ class Pgtable final : public IoPgtable {
 
   Result<void> read_and_clear_dirty(uint64_t iova, size_t size, unsigned flags,
                                     DirtyBitmap& dirty) override {
-    if (size == 0 || !fits(iova, size)) return Error(-EINVAL);
+    if (size == 0) return Error(-EINVAL);
+    if (!fits(iova, size, geo_.ias)) return Error(-ERANGE);
     walk_dirty(root_, 0, 0, iova, iova + size - 1, !(flags & IOMMU_DIRTY_NO_CLEAR), dirty);
     return ok();
   }
@@ -195,9 +206,70 @@ class Pgtable final : public IoPgtable {
     const size_t room = index_mask_[d] + 1 - idx;
     return pgcount < room ? pgcount : room;
   }
-  // Whether [iova, iova + size) lies inside the input address space.
-  bool fits(uint64_t iova, uint64_t size) const {
-    return (iova >> geo_.ias) == 0 && ((iova + size - 1) >> geo_.ias) == 0;
+  // Whether [addr, addr + size) lies below 2^bits.
+  static bool fits(uint64_t addr, uint64_t size, unsigned bits) {
+    return (addr >> bits) == 0 && ((addr + size - 1) >> bits) == 0;
+  }
+
+  // The table under entry i, or nullptr with `block` telling a block from an empty entry.
+  // A table is published by a CAS of the child slot and then a release store of the entry, so
+  // an entry seen live while the slot looked empty may be a table published between the two
+  // reads: the slot is read again after the (acquire) entry read before calling it a block.
+  TablePage* child_of(TablePage* t, size_t i, bool& block) const {
+    if (TablePage* child = t->children[i].load(std::memory_order_acquire)) return child;
+    const uint64_t pte = __atomic_load_n(&t->ptes()[i], __ATOMIC_ACQUIRE);
+    if (pte == 0) {
+      block = false;
+      return nullptr;
+    }
+    TablePage* child = t->children[i].load(std::memory_order_acquire);
+    block = child == nullptr;
+    return child;
+  }
+
+  // Whether nothing below `t` maps anything.
+  bool subtree_empty(const TablePage* t) const {
+    for (unsigned i = 0; i < t->nptes; i++) {
+      if (t->children) {
+        if (const TablePage* child = t->children[i].load(std::memory_order_acquire)) {
+          if (!subtree_empty(child)) return false;
+          continue;
+        }
+      }
+      if (__atomic_load_n(&t->ptes()[i], __ATOMIC_RELAXED) != 0) return false;
+    }
+    return true;
+  }
+
+  // Entries idx..idx+n of `t` are about to become blocks, and some are live. Linux's rule: a
+  // live leaf is -EEXIST, but a table that maps nothing any more (emptied page by page) gives
+  // way to the block. Removing it needs the walk caches flushed before its pages are freed,
+  // so it takes the flush ops; without them, or if anything below still maps, -EEXIST and
+  // nothing changes.
+  Result<void> replace_empty_tables(TablePage* t, size_t idx, size_t n, unsigned leaf,
+                                    uint64_t iova, size_t pgsize) {
+    if (leaf == last_ || !tlb_ || !tlb_->tlb_flush_walk) return Error(-EEXIST);
+    uint64_t* p = t->ptes() + idx;
+    for (size_t k = 0; k < n; k++) {
+      if (__atomic_load_n(&p[k], __ATOMIC_RELAXED) == 0) continue;
+      const TablePage* child = t->children[idx + k].load(std::memory_order_acquire);
+      if (!child || !subtree_empty(child)) return Error(-EEXIST);
+    }
+    TablePage* dead = nullptr;
+    for (size_t k = 0; k < n; k++) {
+      if (__atomic_load_n(&p[k], __ATOMIC_RELAXED) == 0) continue;
+      __atomic_store_n(&p[k], 0, __ATOMIC_RELAXED);
+      TablePage* child = t->children[idx + k].exchange(nullptr, std::memory_order_acq_rel);
+      child->next_free = dead;
+      dead = child;
+    }
+    if (!coherent_) dma_.sync_for_device(t->region, idx * 8, n * 8);
+    tlb_->tlb_flush_walk(iova, n * pgsize, size_t{1} << geo_.granule_shift, cookie_);
+    while (TablePage* page = dead) {
+      dead = page->next_free;
+      free_table_tree(page);
+    }
+    return ok();
   }
 
   // The leaves themselves: one store each.
@@ -248,7 +320,9 @@ class Pgtable final : public IoPgtable {
       for (unsigned k = 0; k < count; k++)
         dma_.sync_for_device(chain[k]->region, 0, chain[k]->region.size);
     dma_wmb();
-    dma_write64(&parent->ptes()[i], fmt_.table_bits(chain[0]->region.phys));
+    // Release: pairs with child_of()'s acquire read of the entry.
+    __atomic_store_n(&parent->ptes()[i], cpu_to_le64(fmt_.table_bits(chain[0]->region.phys)),
+                     __ATOMIC_RELEASE);
     if (!coherent_) dma_.sync_for_device(parent->region, i * 8, 8);
     return true;
   }
@@ -301,6 +375,8 @@ class Pgtable final : public IoPgtable {
   const PgtableGeometry geo_;
   DmaAllocator& dma_;
   const bool coherent_;
+  const IommuFlushOps* const tlb_;
+  void* const cookie_;
   TablePage* const root_;
   const unsigned last_ = geo_.levels - 1;
   unsigned shift_[kMaxDepth] = {};

@@ -12,12 +12,15 @@
 //    that holds iova, and returns the bytes mapped; the caller loops for the rest (as Linux's
 //    __iommu_map does). An entry already live anywhere in that range is -EEXIST, and a failed
 //    allocation -ENOMEM; in both cases nothing was changed (Linux may leave a partial mapping).
+//    As in Linux, a block may replace a table that maps nothing any more (the walk is flushed
+//    through cfg.tlb before the table is freed).
 //  - unmap_pages unmaps up to pgcount pages of pgsize, within one table, stopping at the first
 //    hole, and returns the bytes unmapped. A range that covers part of a larger block is
 //    refused with -EINVAL: splitting a block would briefly unmap the rest of it under live DMA
 //    (Linux's arm_lpae_split_blk_unmap did; newer Linux refuses too). A range whose entries at
 //    pgsize are tables unmaps those tables whole.
-//  - Misaligned or out-of-range arguments, and page sizes not in the bitmap, are -EINVAL.
+//  - Misaligned arguments and page sizes not in the bitmap are -EINVAL; an input address beyond
+//    ias or an output address beyond oas is -ERANGE (as Linux).
 //  - Unmapped table pages are not freed at once: they go on the gather, which the caller
 //    releases after its invalidation (gather.h).
 //  - Concurrency: map_pages and unmap_pages on disjoint ranges may run in parallel from any
@@ -67,6 +70,13 @@ inline constexpr uint64_t IO_PGTABLE_QUIRK_DIRTY = 1 << 1;
 // read_and_clear_dirty flags (Linux's IOMMU_DIRTY_NO_CLEAR).
 inline constexpr unsigned IOMMU_DIRTY_NO_CLEAR = 1 << 0;
 
+// Callbacks into the IOMMU driver (Linux's iommu_flush_ops). Only one case needs them: a map
+// that replaces a table which maps nothing any more with a block must have the walk caches
+// for the range invalidated, and completed, before the old table pages are freed.
+struct IommuFlushOps {
+  void (*tlb_flush_walk)(uint64_t iova, size_t size, size_t granule, void* cookie);
+};
+
 struct IoPgtableCfg {
   uint64_t quirks = 0;
   // In: the page sizes the IOMMU supports. Out: the ones this table uses (one granule and the
@@ -76,6 +86,10 @@ struct IoPgtableCfg {
   unsigned oas = 0;           // output address bits
   bool coherent_walk = true;  // the walker snoops CPU caches; else entries are cleaned after writes
   DmaAllocator* dma = nullptr;
+  // Optional. Without them a block over an emptied table is -EEXIST (unmap it at the block
+  // size first).
+  const IommuFlushOps* tlb = nullptr;
+  void* cookie = nullptr;
 
   // Out: what the driver programs, per format.
   struct {

@@ -97,7 +97,14 @@ Result<Box<IoPgtable>> alloc_lpae_pgtable(bool stage2, IoPgtableCfg& cfg) {
   }
   const unsigned start_level = 4 - levels;
 
-  PgtableGeometry geo{g, bits, levels, root_bits, cfg.ias, 0};
+  PgtableGeometry geo;
+  geo.granule_shift = g;
+  geo.bits_per_level = bits;
+  geo.levels = levels;
+  geo.root_bits = root_bits;
+  geo.ias = cfg.ias;
+  geo.oas = cfg.oas;
+  geo.pgsize_bitmap = 0;  // filled below
   // Leaf sizes: the page, and blocks where the granule allows them (4K: levels 1 and 2; 16K:
   // level 2; 64K: level 2, and level 1 only with a 52-bit OA), below the input size.
   for (unsigned d = 0; d < levels; d++) {
@@ -116,7 +123,7 @@ Result<Box<IoPgtable>> alloc_lpae_pgtable(bool stage2, IoPgtableCfg& cfg) {
   TablePage* root = STRATA_TRY(alloc_table_page(*cfg.dma, root_entries, root_bytes, levels > 1));
 
   const LpaeFormat fmt(stage2, g, cfg.oas == 52, cfg.quirks);
-  auto made = make_box<Pgtable<LpaeFormat>>(fmt, geo, *cfg.dma, cfg.coherent_walk, root);
+  auto made = make_box<Pgtable<LpaeFormat>>(fmt, geo, cfg, root);
   if (!made.ok()) {
     free_table_tree(root);
     return made.error();

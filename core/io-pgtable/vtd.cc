@@ -9,7 +9,7 @@ namespace {
 template <typename Format>
 Result<Box<IoPgtable>> make_pgtable(const Format& fmt, const PgtableGeometry& geo,
                                     const IoPgtableCfg& cfg, TablePage* root) {
-  auto r = make_box<Pgtable<Format>>(fmt, geo, *cfg.dma, cfg.coherent_walk, root);
+  auto r = make_box<Pgtable<Format>>(fmt, geo, cfg, root);
   if (!r.ok()) return r.error();
   return Box<IoPgtable>(r.release_value());
 }
@@ -30,9 +30,14 @@ Result<Box<IoPgtable>> alloc_vtd_pgtable(bool first_stage, IoPgtableCfg& cfg) {
   // 4K pages are always there; 2M and 1G are super pages (SLLPS, FL1GP) when offered.
   if (!(cfg.pgsize_bitmap & SZ_4K)) return Error(-EINVAL);
 
-  PgtableGeometry geo{vtd::kPageShift, vtd::kLevelStride,
-                      levels,          vtd::kLevelStride,
-                      cfg.ias,         cfg.pgsize_bitmap & (SZ_4K | SZ_2M | SZ_1G)};
+  PgtableGeometry geo;
+  geo.granule_shift = vtd::kPageShift;
+  geo.bits_per_level = vtd::kLevelStride;
+  geo.levels = levels;
+  geo.root_bits = vtd::kLevelStride;
+  geo.ias = cfg.ias;
+  geo.oas = cfg.oas;
+  geo.pgsize_bitmap = cfg.pgsize_bitmap & (SZ_4K | SZ_2M | SZ_1G);
   TablePage* root = STRATA_TRY(alloc_table_page(*cfg.dma, 512, SZ_4K, true));
 
   auto made = first_stage ? make_pgtable(VtdFlFormat(cfg.quirks), geo, cfg, root)
