@@ -18,7 +18,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <ostream>
 #include <random>
 #include <set>
 #include <string>
@@ -30,10 +29,11 @@
 
 #include "arch/cpu.h"
 #include "core/io-pgtable/io_pgtable.h"
+#include "core/io-pgtable/pgtable_test_support.h"
 #include "testing/hosted/hosted.h"
 #include "testing/models/platform/platform.h"
 
-namespace strata {
+namespace strata::pgtable_test {
 namespace {
 
 // ThreadSanitizer slows the threads down several times: fewer rounds under it.
@@ -43,64 +43,6 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
-struct Hex {
-  uint64_t v;
-};
-std::ostream& operator<<(std::ostream& os, Hex h) {
-  const auto flags = os.flags();
-  os << "0x" << std::hex << h.v;
-  os.flags(flags);
-  return os;
-}
-
-std::string hex(uint64_t v) {
-  static const char digits[] = "0123456789abcdef";
-  std::string s;
-  do {
-    s.insert(s.begin(), digits[v & 15]);
-    v >>= 4;
-  } while (v);
-  return "0x" + s;
-}
-
-constexpr uint64_t k4K = SZ_4K | SZ_2M | SZ_1G;
-
-// A configuration and its tree as the specifications give it: non-root tables of 2^(g-3)
-// entries, the root's entries and the level count.
-struct FormatCase {
-  const char* name;
-  IoPgtableFmt fmt;
-  uint64_t pgsizes;
-  unsigned ias;
-  unsigned granule_shift;
-  unsigned levels;
-  unsigned root_entries;
-  bool coherent_walk;
-
-  unsigned shift(unsigned d) const {
-    return granule_shift + (levels - 1 - d) * (granule_shift - 3);
-  }
-  uint64_t size(unsigned d) const { return uint64_t{1} << shift(d); }
-  uint64_t page() const { return size(levels - 1); }
-  // Bytes one leaf table maps.
-  uint64_t leaf_span() const { return size(levels - 2); }
-};
-
-const FormatCase kCases[] = {
-    {"arm_64_lpae_s1 4K", IoPgtableFmt::arm_64_lpae_s1, k4K, 48, 12, 4, 512, true},
-    {"arm_64_lpae_s1 16K", IoPgtableFmt::arm_64_lpae_s1, SZ_16K | SZ_32M, 48, 14, 4, 2, true},
-    {"arm_64_lpae_s1 64K", IoPgtableFmt::arm_64_lpae_s1, SZ_64K | SZ_512M, 48, 16, 3, 64, true},
-    {"arm_64_lpae_s2 4K", IoPgtableFmt::arm_64_lpae_s2, k4K, 48, 12, 4, 512, true},
-    {"arm_64_lpae_s2 64K", IoPgtableFmt::arm_64_lpae_s2, SZ_64K | SZ_512M, 48, 16, 3, 64, true},
-    {"arm_64_lpae_s2 4K ias40 (2 concatenated)", IoPgtableFmt::arm_64_lpae_s2, k4K, 40, 12, 3, 1024,
-     true},
-    {"intel_vtd_sl ias39", IoPgtableFmt::intel_vtd_sl, k4K, 39, 12, 3, 512, true},
-    {"intel_vtd_sl ias48", IoPgtableFmt::intel_vtd_sl, k4K, 48, 12, 4, 512, true},
-    {"intel_vtd_fl ias48", IoPgtableFmt::intel_vtd_fl, k4K, 48, 12, 4, 512, true},
-    {"arm_64_lpae_s1 4K non-coherent walk", IoPgtableFmt::arm_64_lpae_s1, k4K, 48, 12, 4, 512,
-     false},
-};
-
 // Half-way up the input space: a boundary of root entries, so that a range crossing it needs
 // a new table at every depth below the root.
 uint64_t boundary_of(const FormatCase& c) { return uint64_t{1} << (c.ias - 1); }
@@ -108,9 +50,10 @@ uint64_t boundary_of(const FormatCase& c) { return uint64_t{1} << (c.ias - 1); }
 // The tables (depth >= 1, iova base) that mapping `pages` needs.
 std::set<std::pair<unsigned, uint64_t>> tables_for(const FormatCase& c,
                                                    const std::vector<uint64_t>& pages) {
+  const Geometry geo = geometry_of(c);
   std::set<std::pair<unsigned, uint64_t>> tables;
   for (uint64_t iova : pages)
-    for (unsigned d = 1; d < c.levels; d++) tables.insert({d, iova & ~(c.size(d - 1) - 1)});
+    for (unsigned d = 1; d < c.levels; d++) tables.insert({d, iova & ~(geo.size(d - 1) - 1)});
   return tables;
 }
 
@@ -196,7 +139,7 @@ class Errors {
 // Maps [iova, iova + pages) as a caller does: map_pages again from where the last call stopped.
 void map_range(IoPgtable& pt, const FormatCase& c, uint64_t iova, uint64_t pages, unsigned salt,
                Errors& errors) {
-  const uint64_t page = c.page();
+  const uint64_t page = geometry_of(c).page();
   while (pages) {
     auto r = pt.map_pages(iova, pa_of(iova, salt), page, pages, IOMMU_READ | IOMMU_WRITE);
     if (!r.ok() || r.value() == 0 || r.value() % page || r.value() / page > pages) {
@@ -211,7 +154,7 @@ void map_range(IoPgtable& pt, const FormatCase& c, uint64_t iova, uint64_t pages
 
 void unmap_range(IoPgtable& pt, const FormatCase& c, uint64_t iova, uint64_t pages,
                  Errors& errors) {
-  const uint64_t page = c.page();
+  const uint64_t page = geometry_of(c).page();
   while (pages) {
     IotlbGather gather;
     auto r = pt.unmap_pages(iova, page, pages, gather);
@@ -236,12 +179,7 @@ Counters counters(sim::Platform& platform) {
 }
 
 Box<IoPgtable> alloc_table(const FormatCase& c, sim::Platform& platform) {
-  IoPgtableCfg cfg;
-  cfg.pgsize_bitmap = c.pgsizes;
-  cfg.ias = c.ias;
-  cfg.oas = 48;
-  cfg.coherent_walk = c.coherent_walk;
-  cfg.dma = &platform.dma();
+  IoPgtableCfg cfg = make_cfg(c, platform);
   auto r = IoPgtable::alloc(c.fmt, cfg);
   REQUIRE(r.ok());
   REQUIRE(cfg.pgsize_bitmap == c.pgsizes);
@@ -255,13 +193,14 @@ constexpr unsigned kThreads = 4;
 TEST_CASE("4 threads map, remap and unmap interleaved slices of shared tables") {
   const int rounds = kSanitized ? 10 : 40;
   Workers workers(kThreads);
-  for (const FormatCase& c : kCases) {
+  for (const FormatCase& c : kAllFormats) {
     SUBCASE(c.name) {
       const std::string name = c.name;
       INFO(name);
       auto platform = sim::Platform::create().release_value();
       const Counters base = counters(*platform);
-      const uint64_t page = c.page(), span = c.leaf_span(), b = boundary_of(c);
+      const Geometry geo = geometry_of(c);
+      const uint64_t page = geo.page(), span = geo.leaf_span(), b = boundary_of(c);
 
       // Pieces of 128 pages straddling leaf-table boundaries: two below the boundary where all
       // tables are missing, two above it. Each piece is cut into slices of 1 to 8 pages, dealt
@@ -351,13 +290,14 @@ TEST_CASE("4 threads map, remap and unmap interleaved slices of shared tables") 
 TEST_CASE("threads race to install the same missing tables in an empty region") {
   const int iterations = kSanitized ? 150 : 600;
   Workers workers(kThreads);
-  for (const FormatCase& c : kCases) {
+  for (const FormatCase& c : kAllFormats) {
     SUBCASE(c.name) {
       const std::string name = c.name;
       INFO(name);
       auto platform = sim::Platform::create().release_value();
       const Counters base = counters(*platform);
-      const uint64_t page = c.page(), span = c.leaf_span(), b = boundary_of(c);
+      const Geometry geo = geometry_of(c);
+      const uint64_t page = geo.page(), span = geo.leaf_span(), b = boundary_of(c);
       Errors errors;
       uint64_t loser_pages = 0, contended = 0;
 
@@ -450,13 +390,14 @@ TEST_CASE("a table published next to a mapper is not mistaken for a block") {
   // missing leaf table; the threads drift against each other, sweeping the window.
   constexpr unsigned kRegions = 64;
   const int rounds_wanted = kSanitized ? 400 : 1200;
-  for (const FormatCase& c : kCases) {
+  for (const FormatCase& c : kAllFormats) {
     SUBCASE(c.name) {
       const std::string name = c.name;
       INFO(name);
       auto platform = sim::Platform::create().release_value();
       const Counters base = counters(*platform);
-      const uint64_t page = c.page(), span = c.leaf_span(), b = boundary_of(c);
+      const Geometry geo = geometry_of(c);
+      const uint64_t page = geo.page(), span = geo.leaf_span(), b = boundary_of(c);
       Box<IoPgtable> pt = alloc_table(c, *platform);
       // The tables above the leaf tables exist from here on; the races are for the leaf tables.
       REQUIRE(pt->map_pages(b + kRegions * span, b, page, 1, IOMMU_READ).ok());
@@ -524,4 +465,4 @@ TEST_CASE("a table published next to a mapper is not mistaken for a block") {
 }
 
 }  // namespace
-}  // namespace strata
+}  // namespace strata::pgtable_test

@@ -23,7 +23,6 @@
 #include <iterator>
 #include <map>
 #include <memory>
-#include <ostream>
 #include <random>
 #include <set>
 #include <string>
@@ -35,110 +34,41 @@
 #include "arch/lpae/pte.h"
 #include "arch/vtd/pte.h"
 #include "core/io-pgtable/io_pgtable.h"
+#include "core/io-pgtable/pgtable_test_support.h"
 #include "testing/hosted/hosted.h"
 #include "testing/models/platform/platform.h"
 
-namespace strata {
+namespace strata::pgtable_test {
 namespace {
-
-struct Hex {
-  uint64_t v;
-};
-std::ostream& operator<<(std::ostream& os, Hex h) {
-  const auto flags = os.flags();
-  os << "0x" << std::hex << h.v;
-  os.flags(flags);
-  return os;
-}
 
 constexpr uint64_t SZ_1M = uint64_t{1} << 20;
 constexpr uint64_t SZ_1T = uint64_t{1} << 40;
 constexpr uint64_t SZ_4G = uint64_t{1} << 32;
 
-enum class Kind { lpae_s1, lpae_s2, vtd_sl, vtd_fl };
-
-// One configuration, with the tree the specifications give for it typed in (not asked of the
-// library): a table of 2^(g-3) entries per non-root level, the root's entries, the level count.
-struct FormatCase {
-  const char* name;
-  IoPgtableFmt fmt;
-  Kind kind;
-  uint64_t pgsizes;  // asked for, and what the table must narrow them to
-  unsigned ias;
-  unsigned oas;
-  unsigned granule_shift;
-  unsigned levels;
-  unsigned root_entries;
-  bool coherent_walk;
-  // The random operations stay inside [window_base, window_base + window_size): small enough to
-  // collide often, large enough to hold several of the largest pages, and straddling the end of
-  // a table of the largest pages so that requests are clamped there.
+// A configuration with the range its random operations stay in, [window_base, window_base +
+// window_size): small enough to collide often, large enough to hold several of the largest
+// pages, and straddling the end of a table of the largest pages so that requests are clamped
+// there.
+struct WindowedCase : FormatCase {
   uint64_t window_base;
   uint64_t window_size;
 };
 
-constexpr uint64_t k4K = SZ_4K | SZ_2M | SZ_1G;
-
-const FormatCase kCases[] = {
-    {"arm_64_lpae_s1 4K", IoPgtableFmt::arm_64_lpae_s1, Kind::lpae_s1, k4K, 48, 48, 12, 4, 512,
-     true, 510 * SZ_1G, SZ_4G},
-    {"arm_64_lpae_s1 16K", IoPgtableFmt::arm_64_lpae_s1, Kind::lpae_s1, SZ_16K | SZ_32M, 48, 48, 14,
-     4, 2, true, 64 * SZ_1G - 256 * SZ_1M, 512 * SZ_1M},
-    {"arm_64_lpae_s1 64K", IoPgtableFmt::arm_64_lpae_s1, Kind::lpae_s1, SZ_64K | SZ_512M, 48, 48,
-     16, 3, 64, true, 4 * SZ_1T - 2 * SZ_1G, SZ_4G},
-    {"arm_64_lpae_s2 4K", IoPgtableFmt::arm_64_lpae_s2, Kind::lpae_s2, k4K, 48, 48, 12, 4, 512,
-     true, 510 * SZ_1G, SZ_4G},
-    {"arm_64_lpae_s2 64K", IoPgtableFmt::arm_64_lpae_s2, Kind::lpae_s2, SZ_64K | SZ_512M, 48, 48,
-     16, 3, 64, true, 4 * SZ_1T - 2 * SZ_1G, SZ_4G},
-    // ias 40 with 4K: a level-0 table of 2 entries is replaced by 2 concatenated level-1 tables,
-    // one 1024-entry root; the window crosses from the first into the second.
-    {"arm_64_lpae_s2 4K ias40 (2 concatenated)", IoPgtableFmt::arm_64_lpae_s2, Kind::lpae_s2, k4K,
-     40, 48, 12, 3, 1024, true, 510 * SZ_1G, SZ_4G},
-    // 3 levels: the root is the 1 GiB level; the window ends at the top of the input space.
-    {"intel_vtd_sl ias39", IoPgtableFmt::intel_vtd_sl, Kind::vtd_sl, k4K, 39, 48, 12, 3, 512, true,
-     508 * SZ_1G, SZ_4G},
-    {"intel_vtd_sl ias48", IoPgtableFmt::intel_vtd_sl, Kind::vtd_sl, k4K, 48, 48, 12, 4, 512, true,
-     510 * SZ_1G, SZ_4G},
-    {"intel_vtd_fl ias48", IoPgtableFmt::intel_vtd_fl, Kind::vtd_fl, k4K, 48, 48, 12, 4, 512, true,
-     510 * SZ_1G, SZ_4G},
-    // The same tree as the first, with the cache-maintenance paths of a non-coherent walker.
-    {"arm_64_lpae_s1 4K non-coherent walk", IoPgtableFmt::arm_64_lpae_s1, Kind::lpae_s1, k4K, 48,
-     48, 12, 4, 512, false, 510 * SZ_1G, SZ_4G},
+const WindowedCase kCases[] = {
+    {kLpaeS1_4K, 510 * SZ_1G, SZ_4G},
+    {kLpaeS1_16K, 64 * SZ_1G - 256 * SZ_1M, 512 * SZ_1M},
+    {kLpaeS1_64K, 4 * SZ_1T - 2 * SZ_1G, SZ_4G},
+    {kLpaeS2_4K, 510 * SZ_1G, SZ_4G},
+    {kLpaeS2_64K, 4 * SZ_1T - 2 * SZ_1G, SZ_4G},
+    // Two concatenated tables, one 1024-entry root: the window crosses from the first into the
+    // second.
+    {kLpaeS2_4KIas40, 510 * SZ_1G, SZ_4G},
+    // 3 levels: the window ends at the top of the input space.
+    {kVtdSlIas39, 508 * SZ_1G, SZ_4G},
+    {kVtdSlIas48, 510 * SZ_1G, SZ_4G},
+    {kVtdFlIas48, 510 * SZ_1G, SZ_4G},
+    {kLpaeS1_4KNonCoherent, 510 * SZ_1G, SZ_4G},
 };
-
-struct Geometry {
-  unsigned g, levels, root_entries;
-  unsigned shift(unsigned d) const { return g + (levels - 1 - d) * (g - 3); }
-  uint64_t size(unsigned d) const { return uint64_t{1} << shift(d); }
-  uint64_t entries(unsigned d) const { return d == 0 ? root_entries : uint64_t{1} << (g - 3); }
-  int depth_of(uint64_t pgsize) const {
-    for (unsigned d = 0; d < levels; d++)
-      if (size(d) == pgsize) return static_cast<int>(d);
-    return -1;
-  }
-};
-
-Geometry geometry_of(const FormatCase& c) { return {c.granule_shift, c.levels, c.root_entries}; }
-
-IoPgtableCfg make_cfg(const FormatCase& c, sim::Platform& platform) {
-  IoPgtableCfg cfg;
-  cfg.pgsize_bitmap = c.pgsizes;
-  cfg.ias = c.ias;
-  cfg.oas = c.oas;
-  cfg.coherent_walk = c.coherent_walk;
-  cfg.dma = &platform.dma();
-  return cfg;
-}
-
-uint64_t root_of(const FormatCase& c, const IoPgtableCfg& cfg) {
-  switch (c.kind) {
-    case Kind::lpae_s1: return cfg.arm_lpae_s1.ttbr;
-    case Kind::lpae_s2: return cfg.arm_lpae_s2.vttbr;
-    case Kind::vtd_sl:
-    case Kind::vtd_fl: return cfg.vtd.pgd;
-  }
-  return 0;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The hardware's view: the tree decoded from physical memory with the architected encodings.
@@ -180,11 +110,6 @@ Decoded decode(Kind kind, uint64_t pte, bool last) {
                                                                             : Decoded::bad;
   }
   return Decoded::bad;
-}
-
-uint64_t address_of(const FormatCase& c, uint64_t pte) {
-  if (c.kind == Kind::lpae_s1 || c.kind == Kind::lpae_s2) return lpae::oa_of(pte, c.granule_shift);
-  return pte & vtd::SlPte::ADDR::kMask;  // the same bits 51:12 in both VT-d formats
 }
 
 void walk(sim::PhysMem& mem, const FormatCase& c, uint64_t table, unsigned d, uint64_t base,
@@ -361,7 +286,7 @@ Outcome outcome_of(const Result<T>& r) {
 
 class Differential {
  public:
-  Differential(const FormatCase& c, uint64_t seed)
+  Differential(const WindowedCase& c, uint64_t seed)
       : c_(c), rng_(seed), ref_(c), platform_(sim::Platform::create().release_value()) {
     for (uint64_t s = c.pgsizes; s; s &= s - 1) sizes_.push_back(s & -s);
   }
@@ -625,7 +550,7 @@ class Differential {
     }
   }
 
-  const FormatCase& c_;
+  const WindowedCase& c_;
   std::mt19937_64 rng_;
   Reference ref_;
   std::unique_ptr<sim::Platform> platform_;
@@ -642,7 +567,7 @@ constexpr int kOpsPerConfig = 5000;
 
 TEST_CASE("differential: random map/unmap/lookup against a reference model, every format") {
   for (size_t i = 0; i < std::size(kCases); i++) {
-    const FormatCase& c = kCases[i];
+    const WindowedCase& c = kCases[i];
     const uint64_t seed = 0x5eed0000 + i;
     SUBCASE(c.name) {
       INFO(std::string(c.name) << ", seed " << Hex{seed});
@@ -655,7 +580,7 @@ TEST_CASE("differential: random map/unmap/lookup against a reference model, ever
 // size, including the root (whose end is the end of the input space) and the 1024-entry root
 // of two concatenated stage-2 tables, which is one table to the walker: no cut between them.
 TEST_CASE("map_pages and unmap_pages stop at the end of the table holding iova") {
-  for (const FormatCase& c : kCases) {
+  for (const WindowedCase& c : kCases) {
     SUBCASE(c.name) {
       auto platform = sim::Platform::create().release_value();
       const Geometry geo = geometry_of(c);
@@ -699,7 +624,7 @@ TEST_CASE("map_pages and unmap_pages stop at the end of the table holding iova")
 // address, high bits and all, into the entry, where they landed on attribute bits (VT-d TM/XD).
 // Linux refuses paddr >> oas with -ERANGE (arm_lpae_map_pages); so does io-pgtable now.
 TEST_CASE("map_pages refuses output addresses beyond oas") {
-  for (const FormatCase& c : kCases) {
+  for (const WindowedCase& c : kCases) {
     SUBCASE(c.name) {
       auto platform = sim::Platform::create().release_value();
       IoPgtableCfg cfg = make_cfg(c, *platform);
@@ -750,7 +675,7 @@ struct WalkFlushes {
 
 TEST_CASE("a block maps over a table that no longer maps anything (Linux semantics)") {
   static const IommuFlushOps kOps{WalkFlushes::flush};
-  for (const FormatCase& c : kCases) {
+  for (const WindowedCase& c : kCases) {
     SUBCASE(c.name) {
       auto platform = sim::Platform::create().release_value();
       const Geometry geo = geometry_of(c);
@@ -796,4 +721,4 @@ TEST_CASE("a block maps over a table that no longer maps anything (Linux semanti
 }
 
 }  // namespace
-}  // namespace strata
+}  // namespace strata::pgtable_test

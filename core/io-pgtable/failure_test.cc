@@ -22,70 +22,25 @@
 
 #include <doctest/doctest.h>
 
-#include "arch/lpae/pte.h"
-#include "arch/vtd/pte.h"
 #include "core/io-pgtable/io_pgtable.h"
+#include "core/io-pgtable/pgtable_test_support.h"
 #include "testing/hosted/hosted.h"
 #include "testing/models/platform/platform.h"
 
-namespace strata {
+namespace strata::pgtable_test {
 namespace {
 
-struct Hex {
-  uint64_t v;
-};
-std::ostream& operator<<(std::ostream& os, Hex h) {
-  const auto flags = os.flags();
-  os << "0x" << std::hex << h.v;
-  os.flags(flags);
-  return os;
-}
-
-enum class Kind { lpae_s1, lpae_s2, vtd_sl, vtd_fl };
-
-constexpr uint64_t k4K = SZ_4K | SZ_2M | SZ_1G;
-
-// A configuration and its tree as the specifications give it: non-root tables of 2^(g-3)
-// entries, the root's entries and the level count.
-struct FormatCase {
-  const char* name;
-  IoPgtableFmt fmt;
-  Kind kind;
-  uint64_t pgsizes;
-  unsigned ias;
-  unsigned granule_shift;
-  unsigned levels;
-  unsigned root_entries;
+// A configuration and how large a map the failures are injected into.
+struct LargeMapCase : FormatCase {
   // The large map covers this many leaf tables' worth of pages.
   unsigned leaf_tables;
-
-  unsigned shift(unsigned d) const {
-    return granule_shift + (levels - 1 - d) * (granule_shift - 3);
-  }
-  uint64_t size(unsigned d) const { return uint64_t{1} << shift(d); }
-  uint64_t entries(unsigned d) const {
-    return d == 0 ? root_entries : uint64_t{1} << (granule_shift - 3);
-  }
-  uint64_t page() const { return size(levels - 1); }
-  uint64_t leaf_span() const { return size(levels - 2); }
-  bool lpae() const { return kind == Kind::lpae_s1 || kind == Kind::lpae_s2; }
 };
 
 // 64 MiB of 4K pages, 256 MiB of 16K pages, 2 GiB of 64K pages.
-const FormatCase kCases[] = {
-    {"arm_64_lpae_s1 4K", IoPgtableFmt::arm_64_lpae_s1, Kind::lpae_s1, k4K, 48, 12, 4, 512, 32},
-    {"arm_64_lpae_s1 16K", IoPgtableFmt::arm_64_lpae_s1, Kind::lpae_s1, SZ_16K | SZ_32M, 48, 14, 4,
-     2, 8},
-    {"arm_64_lpae_s1 64K", IoPgtableFmt::arm_64_lpae_s1, Kind::lpae_s1, SZ_64K | SZ_512M, 48, 16, 3,
-     64, 4},
-    {"arm_64_lpae_s2 4K", IoPgtableFmt::arm_64_lpae_s2, Kind::lpae_s2, k4K, 48, 12, 4, 512, 32},
-    {"arm_64_lpae_s2 64K", IoPgtableFmt::arm_64_lpae_s2, Kind::lpae_s2, SZ_64K | SZ_512M, 48, 16, 3,
-     64, 4},
-    {"arm_64_lpae_s2 4K ias40 (2 concatenated)", IoPgtableFmt::arm_64_lpae_s2, Kind::lpae_s2, k4K,
-     40, 12, 3, 1024, 32},
-    {"intel_vtd_sl ias39", IoPgtableFmt::intel_vtd_sl, Kind::vtd_sl, k4K, 39, 12, 3, 512, 32},
-    {"intel_vtd_sl ias48", IoPgtableFmt::intel_vtd_sl, Kind::vtd_sl, k4K, 48, 12, 4, 512, 32},
-    {"intel_vtd_fl ias48", IoPgtableFmt::intel_vtd_fl, Kind::vtd_fl, k4K, 48, 12, 4, 512, 32},
+const LargeMapCase kCases[] = {
+    {kLpaeS1_4K, 32},  {kLpaeS1_16K, 8},  {kLpaeS1_64K, 4},
+    {kLpaeS2_4K, 32},  {kLpaeS2_64K, 4},  {kLpaeS2_4KIas40, 32},
+    {kVtdSlIas39, 32}, {kVtdSlIas48, 32}, {kVtdFlIas48, 32},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -99,38 +54,19 @@ struct TableImage {
 // Every reachable table page by physical address, the root included.
 using Snapshot = std::map<uint64_t, TableImage>;
 
-// The next-level table an entry points to, or 0 for an invalid entry or a leaf.
-uint64_t table_of(const FormatCase& c, uint64_t pte, unsigned depth) {
-  if (depth == c.levels - 1 || pte == 0) return 0;
-  switch (c.kind) {
-    case Kind::lpae_s1:
-    case Kind::lpae_s2:
-      // Levels 0-2: bits[1:0] 0b11 table, 0b01 block.
-      if ((pte & lpae::kTypeMask) != lpae::kTypeTable) return 0;
-      return lpae::oa_of(pte, c.granule_shift);
-    case Kind::vtd_sl:
-      if (!(pte & (vtd::SlPte::R::kMask | vtd::SlPte::W::kMask)) || (pte & vtd::SlPte::PS::kMask))
-        return 0;
-      return pte & vtd::SlPte::ADDR::kMask;
-    case Kind::vtd_fl:
-      if (!(pte & vtd::FlPte::P::kMask) || (pte & vtd::FlPte::PS::kMask)) return 0;
-      return pte & vtd::FlPte::ADDR::kMask;
-  }
-  return 0;
-}
-
 void snapshot_table(sim::PhysMem& mem, const FormatCase& c, uint64_t table, unsigned depth,
                     uint64_t base, Snapshot& out) {
   TableImage& image = out[table];
   image.depth = depth;
   image.base = base;
-  image.entries.resize(c.entries(depth));
+  const Geometry geo = geometry_of(c);
+  image.entries.resize(geo.entries(depth));
   // One bus read per table page (PhysMem::read: what read64 returns, entry by entry).
   REQUIRE(mem.read(table, image.entries.data(), image.entries.size() * 8).ok());
   for (uint64_t& e : image.entries) e = le64_to_cpu(e);
   for (uint64_t i = 0; i < image.entries.size(); i++)
     if (uint64_t next = table_of(c, image.entries[i], depth))
-      snapshot_table(mem, c, next, depth + 1, base + i * c.size(depth), out);
+      snapshot_table(mem, c, next, depth + 1, base + i * geo.size(depth), out);
 }
 
 Snapshot snapshot(sim::PhysMem& mem, const FormatCase& c, uint64_t root) {
@@ -166,9 +102,10 @@ std::set<std::pair<unsigned, uint64_t>> tables_in(const Snapshot& s) {
 // needs.
 std::set<std::pair<unsigned, uint64_t>> tables_for(const FormatCase& c, uint64_t iova,
                                                    uint64_t size) {
+  const Geometry geo = geometry_of(c);
   std::set<std::pair<unsigned, uint64_t>> out;
   for (unsigned d = 1; d < c.levels; d++)
-    for (uint64_t a = iova & ~(c.size(d - 1) - 1); a < iova + size; a += c.size(d - 1))
+    for (uint64_t a = iova & ~(geo.size(d - 1) - 1); a < iova + size; a += geo.size(d - 1))
       out.insert({d, a});
   return out;
 }
@@ -188,10 +125,11 @@ enum class Inject { dma, kmalloc };
 
 class LargeMapFailures {
  public:
-  explicit LargeMapFailures(const FormatCase& c)
+  explicit LargeMapFailures(const LargeMapCase& c)
       : c_(c), platform_(sim::Platform::create().release_value()) {
-    page_ = c.page();
-    span_ = c.leaf_span();
+    const Geometry geo = geometry_of(c);
+    page_ = geo.page();
+    span_ = geo.leaf_span();
     // Half-way up the input space: a boundary of root entries. The range crosses it, so one
     // call there needs a new table at every depth below the root (a chain of 2 or 3).
     boundary_ = uint64_t{1} << (c.ias - 1);
@@ -200,7 +138,7 @@ class LargeMapFailures {
     start_ = boundary_ - size_ / 2 + span_ / 2;
     block_ = (start_ & ~(span_ - 1)) - 2 * span_;
     far_ = 3 * span_ + 5 * page_;
-    big_ = c.entries(c.levels - 2) * span_;  // the largest page size, where there is one
+    big_ = geo.entries(c.levels - 2) * span_;  // the largest page size, where there is one
   }
 
   void run(Inject inject) {
@@ -303,17 +241,12 @@ class LargeMapFailures {
   // of the range, a block in the table above it, a page far away, and a block of the largest
   // size where the format has three sizes.
   Box<IoPgtable> build() {
-    IoPgtableCfg cfg;
-    cfg.pgsize_bitmap = c_.pgsizes;
-    cfg.ias = c_.ias;
-    cfg.oas = 48;
-    cfg.dma = &platform_->dma();
+    IoPgtableCfg cfg = make_cfg(c_, *platform_);
     auto made = IoPgtable::alloc(c_.fmt, cfg);
     REQUIRE(made.ok());
     Box<IoPgtable> pt = made.release_value();
     REQUIRE(cfg.pgsize_bitmap == c_.pgsizes);
-    root_ = c_.lpae() ? (c_.kind == Kind::lpae_s1 ? cfg.arm_lpae_s1.ttbr : cfg.arm_lpae_s2.vttbr)
-                      : cfg.vtd.pgd;
+    root_ = root_of(c_, cfg);
     const int rw = IOMMU_READ | IOMMU_WRITE;
     REQUIRE(pt->map_pages(start_ - page_, 0x1000'0000, page_, 1, rw).value() == page_);
     REQUIRE(pt->map_pages(block_, 0x2000'0000, span_, 1, IOMMU_READ).value() == span_);
@@ -375,14 +308,14 @@ class LargeMapFailures {
     CHECK(added == expected_new);
   }
 
-  const FormatCase& c_;
+  const LargeMapCase& c_;
   std::unique_ptr<sim::Platform> platform_;
   uint64_t root_ = 0;
   uint64_t page_, span_, boundary_, size_, start_, block_, far_, big_;
 };
 
 TEST_CASE("every allocation of a large map fails once in turn: no change, no leak") {
-  for (const FormatCase& c : kCases) {
+  for (const LargeMapCase& c : kCases) {
     SUBCASE(c.name) {
       LargeMapFailures test(c);
       SUBCASE("DMA allocations") { test.run(Inject::dma); }
@@ -396,20 +329,16 @@ TEST_CASE("every allocation of a large map fails once in turn: no change, no lea
 // publish_subtree). Exercised above for chains of two and three; here also when the whole
 // input space is empty, right after alloc().
 TEST_CASE("a chain of new tables is freed when its last allocation fails") {
-  for (const FormatCase& c : kCases) {
+  for (const LargeMapCase& c : kCases) {
     SUBCASE(c.name) {
       auto platform = sim::Platform::create().release_value();
       const long dma0 = static_cast<long>(platform->dma().live_allocations());
       const long km0 = hosted::kmalloc_live();
-      IoPgtableCfg cfg;
-      cfg.pgsize_bitmap = c.pgsizes;
-      cfg.ias = c.ias;
-      cfg.oas = 48;
-      cfg.dma = &platform->dma();
+      IoPgtableCfg cfg = make_cfg(c, *platform);
       Box<IoPgtable> pt = IoPgtable::alloc(c.fmt, cfg).release_value();
       const long dma1 = static_cast<long>(platform->dma().live_allocations());
       const long km1 = hosted::kmalloc_live();
-      const uint64_t page = c.page();
+      const uint64_t page = geometry_of(c).page();
       // levels - 1 tables below the root are needed; fail each of them, by each allocator.
       for (long k = 0; k < static_cast<long>(c.levels) - 1; k++) {
         for (bool dma : {true, false}) {
@@ -440,7 +369,7 @@ TEST_CASE("a chain of new tables is freed when its last allocation fails") {
 
 // alloc() itself: the root, or the Pgtable object, cannot be allocated.
 TEST_CASE("alloc() fails cleanly when the root or the object cannot be allocated") {
-  for (const FormatCase& c : kCases) {
+  for (const LargeMapCase& c : kCases) {
     SUBCASE(c.name) {
       auto platform = sim::Platform::create().release_value();
       const long dma0 = static_cast<long>(platform->dma().live_allocations());
@@ -448,11 +377,7 @@ TEST_CASE("alloc() fails cleanly when the root or the object cannot be allocated
       // kmallocs: the root's metadata, then the object; DMA: the root page.
       for (int point = 0; point < 3; point++) {
         CAPTURE(point);
-        IoPgtableCfg cfg;
-        cfg.pgsize_bitmap = c.pgsizes;
-        cfg.ias = c.ias;
-        cfg.oas = 48;
-        cfg.dma = &platform->dma();
+        IoPgtableCfg cfg = make_cfg(c, *platform);
         if (point < 2)
           hosted::fail_kmalloc_nth(point);
         else
@@ -470,4 +395,4 @@ TEST_CASE("alloc() fails cleanly when the root or the object cannot be allocated
 }
 
 }  // namespace
-}  // namespace strata
+}  // namespace strata::pgtable_test
