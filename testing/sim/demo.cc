@@ -7,6 +7,8 @@
 
 #include "arch/dma.h"
 #include "arch/irq.h"
+#include "arch/lpae/pte.h"
+#include "core/io-pgtable/io_pgtable.h"
 #include "testing/models/platform/platform.h"
 
 namespace strata::sim {
@@ -157,6 +159,60 @@ DemoReport run_demo() {
           straddle.ok() ? "ok" : fmt::format("{}", straddle.error()));
     t.expect(!straddle.ok() && straddle.error().code() == -EFAULT,
              "a write past the end of RAM did not fault");
+  }
+
+  {
+    t.say("\n== io-pgtable: a stage-1 table in simulated RAM, as an SMMU would walk it");
+    IoPgtableCfg cfg;
+    cfg.pgsize_bitmap = SZ_4K | SZ_2M | SZ_1G;
+    cfg.ias = cfg.oas = 48;
+    cfg.dma = &p.dma();
+    auto made = IoPgtable::alloc(IoPgtableFmt::arm_64_lpae_s1, cfg);
+    t.expect(made.ok(), "io-pgtable allocation failed");
+    if (made.ok()) {
+      Box<IoPgtable> pt = made.release_value();
+      t.say("TTB0 {:#x}, T0SZ {}, TG0 {} (4K), IPS {}, MAIR {:#x}", cfg.arm_lpae_s1.ttbr,
+            cfg.arm_lpae_s1.t0sz, cfg.arm_lpae_s1.tg0, cfg.arm_lpae_s1.ips, cfg.arm_lpae_s1.mair);
+      // A device's 16 KiB buffer, mapped at an IOVA of our choosing.
+      DmaBuffer buffer = DmaBuffer::alloc(p.dma(), 4 * SZ_4K, SZ_4K).release_value();
+      const uint64_t iova = 0x1234000;
+      const phys_addr_t pa = buffer.phys();
+      auto m = pt->map_pages(iova, pa, SZ_4K, 4, IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE);
+      t.expect(m.ok() && m.value() == 4 * SZ_4K, "map of 4 pages failed");
+      t.say("map_pages({:#x} -> {:#x}, 4 x 4K, RW cacheable): {} bytes", iova, pa,
+            m.ok() ? m.value() : 0);
+      // Walk it the way the SMMU will: by physical address from TTB0, through simulated RAM.
+      uint64_t table = cfg.arm_lpae_s1.ttbr;
+      for (unsigned level = 0; level <= 3; level++) {
+        const uint64_t idx = (iova >> lpae::level_shift(12, level)) & 511;
+        auto e = p.mem().read64(table + idx * 8);
+        if (!e.ok()) break;
+        lpae::S1Pte pte;
+        pte.set_word(0, *e);
+        t.say("  level {} [{:3}] {}", level, idx,
+              level < 3 ? fmt::format("table -> {:#x}", *e & 0x0000fffffffff000)
+                        : fmt::format("{}", pte));
+        table = *e & 0x0000fffffffff000;
+      }
+      auto phys = pt->iova_to_phys(iova + 0x1abc);
+      t.say("iova_to_phys({:#x}) = {:#x}", iova + 0x1abc, phys.ok() ? *phys : 0);
+      t.expect(phys.ok() && *phys == pa + 0x1abc, "lookup disagrees with the mapping");
+
+      IotlbGather gather;
+      auto u = pt->unmap_pages(iova, SZ_4K, 4, gather);
+      t.say("unmap_pages: {} bytes; gather [{:#x}, {:#x}] granule {:#x}, {} invalidation",
+            u.ok() ? u.value() : 0, gather.start(), gather.end(), gather.granule(),
+            gather.leaf_only() ? "leaf-only" : "leaf + walk-cache");
+      t.expect(u.ok() && gather.leaf_only(), "page unmap needed more than a leaf invalidation");
+      gather.reset();
+      // Unmapping the 2M around it at block size removes the now-empty leaf table: walk
+      // caches must go too, and the page is freed only after that invalidation.
+      auto b = pt->unmap_pages(iova & ~(SZ_2M - 1), SZ_2M, 1, gather);
+      t.say("unmap at 2M over the leaf table: {} bytes, {} invalidation, table freed after it",
+            b.ok() ? b.value() : 0, gather.leaf_only() ? "leaf-only" : "leaf + walk-cache");
+      t.expect(b.ok() && !gather.leaf_only(), "removing a table did not ask for a walk flush");
+      gather.release_freelist();
+    }
   }
 
   report.dma_allocations = p.dma().total_allocations();
