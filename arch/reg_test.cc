@@ -177,6 +177,11 @@ TEST_CASE("write_to clears RES0 bits and uses the register's width and offset") 
   CHECK(rec.last_size == 4);
   CHECK(read.value() == 0xffffffff);
   CHECK(read.get<STRTAB_BASE_CFG::FMT>() == 3);
+
+  auto relaxed = STRTAB_BASE::read_from_relaxed(io);
+  CHECK(rec.last_offset == 0x80);
+  CHECK(rec.last_size == 8);
+  CHECK(relaxed.set_value(0x1040).get<STRTAB_BASE::ADDR>() == 0x1040);
 }
 
 TEST_CASE("multi-word descriptors: golden words and byte image") {

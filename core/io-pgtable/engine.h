@@ -67,6 +67,7 @@ class Pgtable final : public IoPgtable {
         tlb_(cfg.tlb),
         cookie_(cfg.cookie),
         root_(root) {
+    for (int& depth : depth_of_shift_) depth = -1;
     for (unsigned d = 0; d < geo.levels; d++) {
       shift_[d] = geo.shift(d);
       const unsigned b = d == 0 ? geo.root_bits : geo.bits_per_level;
@@ -382,10 +383,7 @@ class Pgtable final : public IoPgtable {
   unsigned shift_[kMaxDepth] = {};
   uint64_t index_mask_[kMaxDepth] = {};
   uint64_t leaf_attrs_[2][kProtCombinations];  // [leaf is a page (last level)][prot]
-  int depth_of_shift_[64] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                             -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                             -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                             -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+  int depth_of_shift_[64];  // leaf depth of a page size 2^shift, -1 if not in use
 };
 
 }  // namespace strata

@@ -8,19 +8,6 @@
 #include "arch/bug.h"
 #include "arch/log.h"
 
-namespace strata {
-namespace {
-
-// Floor of log2; n > 0.
-unsigned ilog2(unsigned long n) { return 63 - static_cast<unsigned>(__builtin_clzl(n)); }
-
-// Ceiling of log2 (Linux's order_base_2); order_base_2(1) == 0.
-unsigned order_base_2(unsigned long n) { return n <= 1 ? 0 : ilog2(n - 1) + 1; }
-
-}  // namespace
-
-}  // namespace strata
-
 // ---------------------------------------------------------------------------------------------
 // The tree and the gap index.
 //
@@ -48,6 +35,15 @@ unsigned order_base_2(unsigned long n) { return n <= 1 ? 0 : ilog2(n - 1) + 1; }
 // ---------------------------------------------------------------------------------------------
 
 namespace strata {
+namespace {
+
+// Floor of log2; n > 0.
+unsigned ilog2(unsigned long n) { return 63 - static_cast<unsigned>(__builtin_clzl(n)); }
+
+// Ceiling of log2 (Linux's order_base_2); order_base_2(1) == 0.
+unsigned order_base_2(unsigned long n) { return n <= 1 ? 0 : ilog2(n - 1) + 1; }
+
+}  // namespace
 
 Iova* IovaDomain::alloc_iova_mem() {
   void* mem = kmalloc(sizeof(Iova), alignof(Iova));

@@ -190,9 +190,9 @@ DemoReport run_demo() {
         lpae::S1Pte pte;
         pte.set_word(0, *e);
         t.say("  level {} [{:3}] {}", level, idx,
-              level < 3 ? fmt::format("table -> {:#x}", *e & 0x0000fffffffff000)
+              level < 3 ? fmt::format("table -> {:#x}", *e & lpae::TablePte::NLTA::kMask)
                         : fmt::format("{}", pte));
-        table = *e & 0x0000fffffffff000;
+        table = *e & lpae::TablePte::NLTA::kMask;
       }
       auto phys = pt->iova_to_phys(iova + 0x1abc);
       t.say("iova_to_phys({:#x}) = {:#x}", iova + 0x1abc, phys.ok() ? *phys : 0);
