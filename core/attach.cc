@@ -36,7 +36,23 @@ Result<void> IommuCore::set_domain_locked(Group& group, Domain& domain) {
   if (old == &domain) return {};
   if (&domain.owner_ != &group.iommu_) return Error(-EINVAL);
   if (group.devices_.empty()) return Error(-ENODEV);
-  if (resv_collides(domain, group.resv_)) return Error(-EADDRINUSE);
+
+  // The group's regions are linked into the new domain before its mappings are checked, and
+  // iommu_map() checks them again after mapping: whichever of a racing map and this attach
+  // comes second sees the other, so no mapping can slip into a region unseen.
+  const unsigned next = group.resv_cur_ ^ 1;
+  {
+    Guard<SpinLock> resv(domain.resv_lock_);
+    domain.resv_.push_back(group.resv_links_[next]);
+  }
+  auto unlink = [&group](Domain& d, unsigned which) {
+    Guard<SpinLock> resv(d.resv_lock_);
+    d.resv_.erase(d.resv_.iterator_to(group.resv_links_[which]));
+  };
+  if (resv_collides(domain, group.resv_)) {
+    unlink(domain, next);
+    return Error(-EADDRINUSE);
+  }
 
   for (auto it = group.devices_.begin(); it != group.devices_.end(); ++it) {
     Result<void> r = domain.attach_dev(*it);
@@ -45,19 +61,14 @@ Result<void> IommuCore::set_domain_locked(Group& group, Domain& domain) {
              r.error());
     for (auto back = group.devices_.begin(); back != it; ++back)
       STRATA_WARN_ON(!old->attach_dev(*back).ok());
+    unlink(domain, next);
     return r.error();
   }
 
-  {
-    Guard<SpinLock> resv(old->resv_lock_);
-    old->resv_.erase(old->resv_.iterator_to(group.resv_link_));
-  }
+  unlink(*old, group.resv_cur_);
+  group.resv_cur_ = next;
   put(*old);
   get(domain);
-  {
-    Guard<SpinLock> resv(domain.resv_lock_);
-    domain.resv_.push_back(group.resv_link_);
-  }
   group.domain_ = &domain;
   return {};
 }

@@ -12,7 +12,7 @@ namespace strata {
 
 Group::Group(IommuDevice& iommu, unsigned id, uint64_t isolation_key)
     : iommu_(iommu), id_(id), isolation_key_(isolation_key) {
-  resv_link_.regions = &resv_;
+  resv_links_[0].regions = resv_links_[1].regions = &resv_;
 }
 
 Group::~Group() {

@@ -106,7 +106,11 @@ class Group {
   void* owner_ = nullptr;
   unsigned owner_cnt_ = 0;
   ReservedRegions resv_;
-  ResvLink resv_link_;
+  // Links resv_ into the domain the group is attached to. Two, because while moving between
+  // domains the group's regions are linked into both (IommuCore::set_domain_locked);
+  // resv_links_[resv_cur_] is the one in domain_.
+  ResvLink resv_links_[2];
+  unsigned resv_cur_ = 0;
   PasidTree pasids_;
 };
 

@@ -21,6 +21,7 @@ struct IommuCore {
   // probe.cc
   static Result<void> probe_device(Device& dev);
   static void release_device(Device& dev);
+  static Result<void> install_group_pasids_locked(Group& group, Device& dev);
   // Unlinks a group that has no devices left from its IOMMU and drops the list's reference.
   static void drop_group(Group& group);
 
@@ -57,6 +58,8 @@ struct IommuCore {
   // map.cc
   static Result<void> map(Domain& domain, uint64_t iova, phys_addr_t paddr, size_t size, int prot,
                           bool check_resv);
+  // Whether [iova, iova + size) covers a region that an attached group reserves.
+  static bool resv_overlaps(Domain& domain, uint64_t iova, size_t size);
   static Result<size_t> unmap(Domain& domain, uint64_t iova, size_t size, IotlbGather& gather);
 
   // Reference counts of domain users (attached groups and PASIDs, nested children).

@@ -47,6 +47,13 @@ Result<void> check_range(const Domain& domain, uint64_t iova, phys_addr_t paddr,
 
 }  // namespace
 
+bool IommuCore::resv_overlaps(Domain& domain, uint64_t iova, size_t size) {
+  Guard<SpinLock> g(domain.resv_lock_);
+  for (const ResvLink& link : domain.resv_)
+    if (link.regions->find_overlap(iova, size, kResvNoMap)) return true;
+  return false;
+}
+
 Result<void> iommu_map(Domain& domain, uint64_t iova, phys_addr_t paddr, size_t size, int prot) {
   return IommuCore::map(domain, iova, paddr, size, prot, true);
 }
@@ -58,12 +65,11 @@ Result<void> IommuCore::map(Domain& domain, uint64_t iova, phys_addr_t paddr, si
   if (geo.force_aperture && (iova < geo.aperture_start || iova + (size - 1) > geo.aperture_end))
     return Error(-ERANGE);
   // DMA domains get their IOVAs from an allocator that has the reserved regions taken out
-  // (dma-iommu), so only other domains pay for the check.
-  if (check_resv && !domain_type_is_dma(domain.type())) {
-    Guard<SpinLock> g(domain.resv_lock_);
-    for (const ResvLink& link : domain.resv_)
-      if (link.regions->find_overlap(iova, size, kResvNoMap)) return Error(-EADDRINUSE);
-  }
+  // (dma-iommu), so only other domains pay for the check. It is made before mapping and again
+  // after: a group attaching meanwhile links its regions before it checks the domain's
+  // mappings (set_domain_locked), so one of the two sees the other.
+  check_resv = check_resv && !domain_type_is_dma(domain.type());
+  if (check_resv && resv_overlaps(domain, iova, size)) return Error(-EADDRINUSE);
 
   const uint64_t orig_iova = iova;
   size_t left = size;
@@ -84,6 +90,12 @@ Result<void> IommuCore::map(Domain& domain, uint64_t iova, phys_addr_t paddr, si
     iova += mapped.value();
     paddr += mapped.value();
     left -= mapped.value();
+  }
+  if (check_resv && resv_overlaps(domain, orig_iova, size)) {
+    IotlbGather gather;
+    (void)unmap(domain, orig_iova, size, gather);
+    iommu_iotlb_sync(domain, gather);
+    return Error(-EADDRINUSE);
   }
   domain.iotlb_sync_map(orig_iova, size);
   return {};

@@ -108,10 +108,17 @@ Result<void> IommuCore::probe_device(Device& dev) {
       domain = undo.new_default.get();
     }
     STRATA_TRY(map_direct_regions(*domain, regions, undo, !undo.new_default));
+    // The driver's own state for a device that fails from here on goes with its
+    // release_device() below.
     Result<void> attached = domain->attach_dev(dev);
     if (!attached.ok()) {
       if (!undo.new_default) unmap_direct(*domain, undo);
       return attached.error();
+    }
+    Result<void> pasids = install_group_pasids_locked(*group, dev);
+    if (!pasids.ok()) {
+      if (!undo.new_default) unmap_direct(*domain, undo);
+      return pasids.error();
     }
 
     // Committed: nothing below fails.
@@ -124,7 +131,7 @@ Result<void> IommuCore::probe_device(Device& dev) {
       group->domain_ = domain;
       get(*domain);
       Guard<SpinLock> resv(domain->resv_lock_);
-      domain->resv_.push_back(group->resv_link_);
+      domain->resv_.push_back(group->resv_links_[group->resv_cur_]);
     }
     group->devices_.push_back(dev);
     dev.group_ = group;
@@ -138,6 +145,22 @@ Result<void> IommuCore::probe_device(Device& dev) {
   dev.iommu_ = nullptr;
   dev.max_pasids_ = 0;
   return r.error();
+}
+
+// A device joining a group gets the group's PASIDs too: every device of a group is translated
+// the same way, whatever the PASID. One it cannot take (too few PASIDs, a driver error) keeps
+// it out of the group.
+Result<void> IommuCore::install_group_pasids_locked(Group& group, Device& dev) {
+  for (auto it = group.pasids_.begin(); it != group.pasids_.end(); ++it) {
+    Result<void> r = it->pasid < dev.max_pasids_
+                         ? it->domain->set_dev_pasid(dev, it->pasid, nullptr)
+                         : Result<void>(Error(-EINVAL));
+    if (r.ok()) continue;
+    for (auto back = group.pasids_.begin(); back != it; ++back)
+      group.iommu_.remove_dev_pasid(dev, back->pasid, *back->domain);
+    return r.error();
+  }
+  return {};
 }
 
 void IommuCore::release_device(Device& dev) {
@@ -170,7 +193,7 @@ void IommuCore::release_device(Device& dev) {
       Domain* domain = group->domain_;
       {
         Guard<SpinLock> resv(domain->resv_lock_);
-        domain->resv_.erase(domain->resv_.iterator_to(group->resv_link_));
+        domain->resv_.erase(domain->resv_.iterator_to(group->resv_links_[group->resv_cur_]));
       }
       put(*domain);
       group->domain_ = nullptr;

@@ -48,6 +48,7 @@ inline constexpr int IOMMU_PRIV = 1 << 5;    // privileged accesses only
 inline constexpr size_t SZ_4K = size_t{1} << 12;
 inline constexpr size_t SZ_16K = size_t{1} << 14;
 inline constexpr size_t SZ_64K = size_t{1} << 16;
+inline constexpr size_t SZ_1M = size_t{1} << 20;
 inline constexpr size_t SZ_2M = size_t{1} << 21;
 inline constexpr size_t SZ_32M = size_t{1} << 25;
 inline constexpr size_t SZ_512M = size_t{1} << 29;

@@ -63,6 +63,7 @@ Result<size_t> FakeDomain::map_pages(uint64_t iova, phys_addr_t paddr, size_t pg
   if (!(pgsize & pgsize_bitmap()) || (iova | paddr) & (pgsize - 1) || pgcount == 0)
     iommu_.violation(
         fmt::format("map_pages {:#x} -> {:#x} pgsize {:#x} x {}", iova, paddr, pgsize, pgcount));
+  iommu_.record(FakeIommu::PageCall{true, iova, paddr, pgsize, pgcount});
   return pgtable_->map_pages(iova, paddr, pgsize, pgcount, prot);
 }
 
@@ -71,6 +72,7 @@ Result<size_t> FakeDomain::unmap_pages(uint64_t iova, size_t pgsize, size_t pgco
   if (!pgtable_) return Error(-EINVAL);
   if (!(pgsize & pgsize_bitmap()) || iova & (pgsize - 1) || pgcount == 0)
     iommu_.violation(fmt::format("unmap_pages {:#x} pgsize {:#x} x {}", iova, pgsize, pgcount));
+  iommu_.record(FakeIommu::PageCall{false, iova, 0, pgsize, pgcount});
   return pgtable_->unmap_pages(iova, pgsize, pgcount, gather);
 }
 
@@ -148,6 +150,22 @@ void FakeIommu::record(const Invalidation& inv) {
   if (!opts_.record) return;
   std::lock_guard<std::mutex> g(lock_);
   invalidations_.push_back(inv);
+}
+
+void FakeIommu::record(const PageCall& call) {
+  if (!opts_.record) return;
+  std::lock_guard<std::mutex> g(lock_);
+  page_calls_.push_back(call);
+}
+
+std::vector<FakeIommu::PageCall> FakeIommu::page_calls() const {
+  std::lock_guard<std::mutex> g(lock_);
+  return page_calls_;
+}
+
+void FakeIommu::clear_page_calls() {
+  std::lock_guard<std::mutex> g(lock_);
+  page_calls_.clear();
 }
 
 std::vector<Invalidation> FakeIommu::invalidations() const {

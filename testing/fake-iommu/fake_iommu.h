@@ -145,6 +145,16 @@ class FakeIommu final : public IommuDevice {
   std::vector<Response> responses() const;
   std::vector<Invalidation> invalidations() const;
   void clear_invalidations();
+  // Every map_pages / unmap_pages call the core made, in order.
+  struct PageCall {
+    bool map;
+    uint64_t iova;
+    phys_addr_t paddr;  // map only
+    size_t pgsize, pgcount;
+    bool operator==(const PageCall&) const = default;
+  };
+  std::vector<PageCall> page_calls() const;
+  void clear_page_calls();
 
   std::atomic<uint64_t> attach_calls{0};
   std::atomic<uint64_t> iotlb_syncs{0};
@@ -176,6 +186,7 @@ class FakeIommu final : public IommuDevice {
   Result<void> injected(Op op, const Device* dev);
   void violation(std::string what) const;
   void record(const Invalidation& inv);
+  void record(const PageCall& call);
   static void tlb_flush_walk(uint64_t iova, size_t size, size_t granule, void* cookie);
 
   const Options opts_;
@@ -194,6 +205,7 @@ class FakeIommu final : public IommuDevice {
   int fail_nth_err_ = 0;
   std::vector<Response> responses_;
   std::vector<Invalidation> invalidations_;
+  std::vector<PageCall> page_calls_;
   mutable std::mutex violations_lock_;  // taken alone, or inside lock_
   mutable std::vector<std::string> violations_;
 };
