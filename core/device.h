@@ -133,7 +133,7 @@ class Device {
   // Under the group's mutex: a kernel driver is bound and uses the default domain.
   bool driver_bound_ = false;
 
-  // Fault reporting (fault.h): under fault_lock_.
+  // Fault reporting (fault.h, iopf.h): under fault_.lock.
   FaultParam fault_;
 };
 

@@ -127,16 +127,18 @@ class IopfHandler {
   ~IopfHandler() = default;
 };
 
+struct SvaMmCore;  // sva.cc
+
 // An address space an SVA domain shares with a CPU process (Linux's struct mm_struct, the part
-// the IOMMU needs). The OS owns it; its PASID is allocated on first bind and kept until the
-// OS frees the address space.
+// the IOMMU needs). The OS owns it and must unbind every device before freeing it.
 struct SvaMm {
   uint64_t pgd = 0;  // the CPU's root page table (physical)
   IoPgtableFmt fmt = IoPgtableFmt::arm_64_lpae_s1;
-  unsigned ias = 48;  // virtual address bits
-  uint32_t asid = 0;  // the CPU's ASID / PCID, for shared TLB invalidation
-  ioasid_t pasid = kNoPasid;
+  unsigned ias = 48;                     // virtual address bits
+  uint32_t asid = 0;                     // the CPU's ASID / PCID, for shared TLB invalidation
   IopfHandler* fault_handler = nullptr;  // resolves the device's page faults (handle_mm_fault)
+  PasidSet* pasids = nullptr;            // where its PASID comes from (sva.h)
+  SvaMmCore* iommu_mm = nullptr;         // the core's, while devices are bound (Linux's iommu_mm)
 };
 
 class Domain {

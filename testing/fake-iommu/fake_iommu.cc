@@ -290,6 +290,7 @@ Result<void> FakeIommu::page_response(Device& dev, const IommuFaultPageRequest& 
   if (!opts_.page_response) return IommuDevice::page_response(dev, last, response);
   STRATA_TRY(injected(Op::page_response, &dev));
   std::lock_guard<std::mutex> g(lock_);
+  if (!devs_.count(&dev)) violation(fmt::format("page_response to unprobed {}", dev.name()));
   responses_.push_back({&dev, last, response});
   return {};
 }
