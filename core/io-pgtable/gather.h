@@ -50,6 +50,14 @@ class IotlbGather {
 
   // After the caller's invalidation has completed: frees the gathered table pages and resets.
   void release_freelist();
+  // Hands the gathered table pages to `to`, which holds none, for a caller that invalidates
+  // after this gather is gone (the DMA API's flush queue keeps them in its entry until its
+  // flush; Linux splices gather->freelist into the queue entry). `to` releases them.
+  void move_freelist_to(IotlbGather& to) {
+    STRATA_BUG_ON(to.freelist_ != nullptr);
+    to.freelist_ = freelist_;
+    freelist_ = nullptr;
+  }
   void reset() {
     STRATA_BUG_ON(freelist_ != nullptr);
     start_ = UINT64_MAX;
