@@ -8,7 +8,7 @@
 //   iovad->free_iova_fast(pfn, npages);
 //
 // Units are pfns: an address shifted right by the granule's shift. Semantics are Linux's unless
-// noted (core/iova/README.md lists the deviations):
+// noted (Documentation/core.md lists the deviations):
 //  - alloc_iova places `size` pfns at the highest free place that ends at or below limit_pfn
 //    (exactly the highest: the search is not Linux's walk from a cached node, see iova.cc), so a
 //    device limited to 32 bits is served below 4 GiB and large allocations stay compact.

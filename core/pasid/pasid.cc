@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The PASID allocator (pasid.h has the contract, README.md the design).
+// The PASID allocator (pasid.h has the contract, Documentation/core.md the design).
 #include "core/pasid/pasid.h"
 
 #include <new>

@@ -11,7 +11,7 @@
 //   void* p = STRATA_TRY(vm->find(pasid));
 //   STRATA_TRY(vm->free(pasid));
 //
-// Semantics (core/pasid/README.md lists the differences from Linux's ioasid):
+// Semantics (Documentation/core.md lists the differences from Linux's ioasid):
 //  - A PASID is in the space's [min, max]; max < 2^20 (PCIe's 20-bit PASID) and min >= 1:
 //    PASID 0 is VT-d's RID_PASID / IOMMU_NO_PASID, the translation of requests without a
 //    PASID, and is never handed out.
@@ -109,7 +109,7 @@ class PasidSpace {
 // and the caller's private pointer) in the set's red-black tree: find and free are O(log n).
 class PasidSet {
  public:
-  // quota >= 1 (-EINVAL otherwise); it is a limit, not a reservation (README.md).
+  // quota >= 1 (-EINVAL otherwise); it is a limit, not a reservation (Documentation/core.md).
   static Result<Box<PasidSet>> create(PasidSpace& space, unsigned quota);
 
   // Frees every PASID of the set (free_all).
