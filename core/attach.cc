@@ -41,15 +41,17 @@ Result<void> IommuCore::set_domain_locked(Group& group, Domain& domain) {
   // iommu_map() checks them again after mapping: whichever of a racing map and this attach
   // comes second sees the other, so no mapping can slip into a region unseen.
   const unsigned next = group.resv_cur_ ^ 1;
+  Domain& holder = resv_holder(domain);
   {
-    Guard<SpinLock> resv(domain.resv_lock_);
-    domain.resv_.push_back(group.resv_links_[next]);
+    Guard<SpinLock> resv(holder.resv_lock_);
+    holder.resv_.push_back(group.resv_links_[next]);
   }
   auto unlink = [&group](Domain& d, unsigned which) {
-    Guard<SpinLock> resv(d.resv_lock_);
-    d.resv_.erase(d.resv_.iterator_to(group.resv_links_[which]));
+    Domain& h = resv_holder(d);
+    Guard<SpinLock> resv(h.resv_lock_);
+    h.resv_.erase(h.resv_.iterator_to(group.resv_links_[which]));
   };
-  if (resv_collides(domain, group.resv_)) {
+  if (resv_collides(holder, group.resv_)) {
     unlink(domain, next);
     return Error(-EADDRINUSE);
   }

@@ -55,6 +55,11 @@ struct IommuCore {
   // Every PASID attachment of `group` goes (mutex_ held).
   static void detach_all_pasids_locked(Group& group);
 
+  // The domain whose mappings a group's reserved regions constrain when the group is attached
+  // to `d`: a nested domain's parent, whose stage 2 translates everything the group's stage 1
+  // produces (iommufd reserves the regions in the parent's IOAS the same way); `d` otherwise.
+  static Domain& resv_holder(Domain& d) { return d.parent_ ? *d.parent_ : d; }
+
   // map.cc
   static Result<void> map(Domain& domain, uint64_t iova, phys_addr_t paddr, size_t size, int prot,
                           bool check_resv);

@@ -208,6 +208,28 @@ TEST_CASE("a domain that maps a group's reserved region cannot take the group") 
   iommu_group_release_dma_owner(group);
 }
 
+TEST_CASE("a group on a nested domain constrains the parent's stage 2") {
+  CoreFixture f(with_resv());
+  Box<Domain> parent, nested;
+  ProbedDevice dev(f.desc("d"));
+  Group& group = *dev.dev.group();
+  parent = iommu_paging_domain_alloc(dev.dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT).release_value();
+  const uint64_t ste = 1;
+  nested = iommu_domain_alloc_nested(dev.dev, *parent, &ste, sizeof(ste)).release_value();
+  REQUIRE(iommu_group_claim_dma_owner(group, &f).ok());
+  // The guest's stage 1 hands out what it likes; the host's stage 2 must leave the group's
+  // windows alone, or a guest address would reach the doorbell's IPA through it.
+  REQUIRE(iommu_map(*parent, 0x0800'0000, 0x4000'0000, SZ_16K, RW).ok());
+  CHECK(code_of(iommu_attach_group(*nested, group)) == -EADDRINUSE);
+  REQUIRE(iommu_unmap(*parent, 0x0800'0000, SZ_16K).value() == SZ_16K);
+  REQUIRE(iommu_attach_group(*nested, group).ok());
+  CHECK(code_of(iommu_map(*parent, 0x0800'0000, 0x4000'0000, SZ_16K, RW)) == -EADDRINUSE);
+  CHECK(iommu_map(*parent, 0x0900'0000, 0x4000'0000, SZ_16K, RW).ok());
+  iommu_group_release_dma_owner(group);
+  CHECK(iommu_map(*parent, 0x0800'0000, 0x4000'0000, SZ_16K, RW).ok());
+  nested.reset();
+}
+
 TEST_CASE("probe identity-maps direct regions in the default DMA domain, once per group") {
   CoreFixture f(with_resv());
   PciDev rp{.bus = 0, .devfn = 0x08, .type = PciType::root_port, .secondary_bus = 1};

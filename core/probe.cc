@@ -192,8 +192,9 @@ void IommuCore::release_device(Device& dev) {
     if (empty) {
       Domain* domain = group->domain_;
       {
-        Guard<SpinLock> resv(domain->resv_lock_);
-        domain->resv_.erase(domain->resv_.iterator_to(group->resv_links_[group->resv_cur_]));
+        Domain& holder = resv_holder(*domain);
+        Guard<SpinLock> resv(holder.resv_lock_);
+        holder.resv_.erase(holder.resv_.iterator_to(group->resv_links_[group->resv_cur_]));
       }
       put(*domain);
       group->domain_ = nullptr;
