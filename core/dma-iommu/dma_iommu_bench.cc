@@ -38,11 +38,16 @@
 #include "arch/dma.h"
 #include "core/dma-iommu/dma_iommu.h"
 #include "core/iommu.h"
+#include "testing/bench/bench.h"
 #include "testing/fake-iommu/fake_iommu.h"
 #include "testing/models/platform/platform.h"
 
 namespace strata {
 namespace {
+
+using bench::Clock;
+using bench::cpu_model;
+using bench::median;
 
 struct Options {
   long ops = 1 << 18;  // map+unmap pairs per repetition (per thread)
@@ -116,14 +121,6 @@ __attribute__((noinline)) uint64_t map_unmap_loop(Device& dev, phys_addr_t phys,
   return sum;
 }
 
-using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 // One repetition: ns per map+unmap (per thread).
 double run_once(Env& env, unsigned threads, long ops) {
   if (threads == 1) {
@@ -179,24 +176,6 @@ double run_figure(const Options& opt, const Figure& f) {
     if (env.fake().iotlb_syncs != pairs) die("strict: not one iotlb_sync per unmap");
   }
   return median(results);
-}
-
-std::string cpu_model() {
-  std::string model = "unknown cpu";
-  if (FILE* f = fopen("/proc/cpuinfo", "r")) {
-    char line[256];
-    while (fgets(line, sizeof(line), f)) {
-      if (strncmp(line, "model name", 10) != 0) continue;
-      if (const char* colon = strchr(line, ':')) {
-        model = colon + 1;
-        model.erase(0, model.find_first_not_of(" \t"));
-        model.erase(model.find_last_not_of(" \t\n") + 1);
-      }
-      break;
-    }
-    fclose(f);
-  }
-  return model;
 }
 
 void usage(FILE* f) {

@@ -24,10 +24,17 @@
 
 #include "arch/dma.h"
 #include "core/io-pgtable/io_pgtable.h"
+#include "testing/bench/bench.h"
 #include "testing/models/platform/platform.h"
 
 namespace strata {
 namespace {
+
+using bench::Clock;
+using bench::cpu_model;
+using bench::median;
+using bench::ns_since;
+using bench::parse_u64;
 
 constexpr int kProt = IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
 // 512 GiB-aligned, so a fresh table allocates every level below the root on the first map.
@@ -127,19 +134,6 @@ __attribute__((noinline)) uint64_t do_lookup(IoPgtable& pt, const std::vector<ui
   return sum;
 }
 
-using Clock = std::chrono::steady_clock;
-
-double ns_since(Clock::time_point start) {
-  return static_cast<double>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 enum class Op { map, unmap, lookup, table_bytes };
 
 struct Figure {
@@ -227,32 +221,6 @@ double run_figure(Env& env, const Options& opt, const Figure& f) {
   for (unsigned r = 0; r < opt.reps; r++)
     results.push_back(run_once(env, opt, f, iovas, expected_sum));
   return median(results);
-}
-
-std::string cpu_model() {
-  std::string model = "unknown cpu";
-  if (FILE* f = fopen("/proc/cpuinfo", "r")) {
-    char line[256];
-    while (fgets(line, sizeof(line), f)) {
-      if (strncmp(line, "model name", 10) != 0) continue;
-      if (const char* colon = strchr(line, ':')) {
-        model = colon + 1;
-        model.erase(0, model.find_first_not_of(" \t"));
-        model.erase(model.find_last_not_of(" \t\n") + 1);
-      }
-      break;
-    }
-    fclose(f);
-  }
-  return model;
-}
-
-bool parse_u64(const char* s, uint64_t& out) {
-  char* end = nullptr;
-  const unsigned long long v = strtoull(s, &end, 0);
-  if (!*s || *end || v == 0) return false;
-  out = v;
-  return true;
 }
 
 void usage(FILE* f) {

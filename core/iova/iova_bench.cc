@@ -19,9 +19,13 @@
 #include <vector>
 
 #include "core/iova/iova.h"
+#include "testing/bench/bench.h"
 
 namespace strata {
 namespace {
+
+using bench::Clock;
+using bench::median;
 
 constexpr unsigned long kPfn32 = (1UL << 32 >> 12) - 1;
 constexpr unsigned long kLive = 4096;
@@ -71,13 +75,6 @@ __attribute__((noinline)) void tree_loop(IovaDomain& d, long ops) {
     d.__free_iova(r.value());
   }
   g_sink = g_sink + sum;
-}
-
-using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 // ns per alloc+free pair per thread.
