@@ -6,57 +6,19 @@
 
 #include <string.h>
 
-#include <memory>
 #include <vector>
 
 #include <doctest/doctest.h>
 
+#include "core/core_test_support.h"
 #include "core/iommu.h"
 #include "core/iopf.h"
-#include "testing/fake-iommu/fake_iommu.h"
 #include "testing/hosted/hosted.h"
-#include "testing/models/platform/platform.h"
 
 namespace strata {
 namespace {
 
-using fake::FakeIommu;
-
-int code_of(const Result<void>& r) { return r.ok() ? 0 : r.error().code(); }
-
-struct Env {
-  Env() {
-    platform = sim::Platform::create().release_value();
-    FakeIommu::Options opts;
-    opts.dma = &platform->dma();
-    fake = std::make_unique<FakeIommu>(std::move(opts));
-    REQUIRE(iommu_device_register(*fake, {}).ok());
-  }
-  ~Env() {
-    for (auto& d : devs) iommu_release_device(*d);
-    while (!domains.empty()) domains.pop_back();
-    for (const std::string& v : fake->violations()) FAIL_CHECK("protocol violation: " << v);
-    fake.reset();
-    CHECK(hosted::kmalloc_live() == live);
-  }
-
-  Device& probe(const char* name) {
-    devs.push_back(std::make_unique<Device>(
-        DeviceDesc{.name = name,
-                   .fwspec = {.iommu = fake.get(), .ids = {next_sid++}, .num_ids = 1},
-                   .pasid_bits = 8,
-                   .pri = true}));
-    REQUIRE(iommu_probe_device(*devs.back()).ok());
-    return *devs.back();
-  }
-
-  long live = hosted::kmalloc_live();
-  std::unique_ptr<sim::Platform> platform;
-  std::unique_ptr<FakeIommu> fake;
-  std::vector<Box<Domain>> domains;
-  std::vector<std::unique_ptr<Device>> devs;
-  uint32_t next_sid = 0x20;
-};
+using test::code_of;
 
 // What a handler saw.
 struct Seen {
@@ -101,7 +63,7 @@ IommuFault page_request(uint32_t grpid, uint32_t flags, uint32_t pasid = 0) {
 }
 
 TEST_CASE("an unrecoverable fault reaches the registered handler with the exact record") {
-  Env env;
+  test::DeviceEnv env;
   Device& dev = env.probe("dev0");
   Seen seen;
   REQUIRE(iommu_register_device_fault_handler(dev, record, &seen).ok());
@@ -116,11 +78,11 @@ TEST_CASE("an unrecoverable fault reaches the registered handler with the exact 
   CHECK(code_of(iommu_report_device_fault(dev, f)) == -EIO);
   CHECK(seen.faults.size() == 2);
   // Unrecoverable faults never go near the driver's page_response.
-  CHECK(env.fake->responses().empty());
+  CHECK(env.fake.responses().empty());
 }
 
 TEST_CASE("no handler: -EOPNOTSUPP, for the driver to log") {
-  Env env;
+  test::DeviceEnv env;
   Device& dev = env.probe("dev0");
   CHECK(code_of(iommu_report_device_fault(dev, unrecoverable())) == -EOPNOTSUPP);
   Seen seen;
@@ -131,7 +93,7 @@ TEST_CASE("no handler: -EOPNOTSUPP, for the driver to log") {
 }
 
 TEST_CASE("registration: one handler per device") {
-  Env env;
+  test::DeviceEnv env;
   Device& dev = env.probe("dev0");
   Device& other = env.probe("dev1");
   Seen a, b;
@@ -155,7 +117,7 @@ TEST_CASE("registration: one handler per device") {
 }
 
 TEST_CASE("an unknown fault type is -EINVAL") {
-  Env env;
+  test::DeviceEnv env;
   Device& dev = env.probe("dev0");
   Seen seen;
   REQUIRE(iommu_register_device_fault_handler(dev, record, &seen).ok());
@@ -166,14 +128,14 @@ TEST_CASE("an unknown fault type is -EINVAL") {
 }
 
 TEST_CASE("a page request for a device on no queue is answered INVALID at once") {
-  Env env;
+  test::DeviceEnv env;
   Device& dev = env.probe("dev0");
   const long live = hosted::kmalloc_live();
   // A request that is not the last needs no answer; it is not kept either.
   CHECK(code_of(iommu_report_device_fault(
             dev, page_request(4, IOMMU_FAULT_PAGE_REQUEST_PASID_VALID, 3))) == -ENODEV);
   CHECK(hosted::kmalloc_live() == live);
-  CHECK(env.fake->responses().empty());
+  CHECK(env.fake.responses().empty());
 
   const IommuFault last =
       page_request(4,
@@ -181,7 +143,7 @@ TEST_CASE("a page request for a device on no queue is answered INVALID at once")
                        IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID,
                    3);
   CHECK(code_of(iommu_report_device_fault(dev, last)) == -ENODEV);
-  auto rs = env.fake->responses();
+  auto rs = env.fake.responses();
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].dev == &dev);
   CHECK(rs[0].response.grpid == 4);
@@ -191,7 +153,7 @@ TEST_CASE("a page request for a device on no queue is answered INVALID at once")
 
   CHECK(code_of(iommu_page_response(dev, {.pasid = 3, .grpid = 4, .code = 0})) == -ENODEV);
   CHECK(code_of(iopf_queue_flush_dev(dev)) == -ENODEV);
-  CHECK(env.fake->responses().size() == 1);
+  CHECK(env.fake.responses().size() == 1);
 }
 
 // A handler that hands every group on (as VFIO's would), with the device's unrecoverable
@@ -205,7 +167,7 @@ struct Forwarder final : IopfHandler {
 };
 
 TEST_CASE("unregistering is -EBUSY while page request groups are pending") {
-  Env env;
+  test::DeviceEnv env;
   Device& dev = env.probe("dev0");
   Box<IopfQueue> queue = IopfQueue::create("iopf0", 4).release_value();
   REQUIRE(queue->add_device(dev).ok());
@@ -233,7 +195,7 @@ TEST_CASE("unregistering is -EBUSY while page request groups are pending") {
 }
 
 TEST_CASE("release drops the handler; a re-probed device starts clean") {
-  Env env;
+  test::DeviceEnv env;
   Device& dev = env.probe("dev0");
   Seen seen;
   REQUIRE(iommu_register_device_fault_handler(dev, record, &seen).ok());

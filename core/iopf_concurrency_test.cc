@@ -10,7 +10,6 @@
 #include <atomic>
 #include <chrono>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -18,16 +17,12 @@
 
 #include <doctest/doctest.h>
 
+#include "core/core_test_support.h"
 #include "core/iommu.h"
 #include "core/iopf.h"
-#include "testing/fake-iommu/fake_iommu.h"
-#include "testing/hosted/hosted.h"
-#include "testing/models/platform/platform.h"
 
 namespace strata {
 namespace {
-
-using fake::FakeIommu;
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr uint32_t kGroups = 1500;
@@ -35,9 +30,10 @@ constexpr uint32_t kGroups = 1500;
 constexpr uint32_t kGroups = 6000;
 #endif
 
-constexpr uint32_t kLast = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
-constexpr uint32_t kPasid = IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
-constexpr uint32_t kNeedsPasid = IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
+using test::kLast;
+using test::kNeedsPasid;
+using test::kPasid;
+using test::report;
 
 // Request `i` of group `grpid`: the address says which, so a handler can check its group.
 IommuFaultPageRequest prq(uint32_t grpid, uint32_t i, uint32_t flags, uint32_t pasid) {
@@ -48,13 +44,6 @@ IommuFaultPageRequest prq(uint32_t grpid, uint32_t i, uint32_t flags, uint32_t p
   r.perm = IOMMU_FAULT_PERM_READ;
   r.addr = (uint64_t{grpid} << 20) | (uint64_t{i} << 12);
   return r;
-}
-
-Result<void> report(Device& dev, const IommuFaultPageRequest& r) {
-  IommuFault f{};
-  f.type = IOMMU_FAULT_PAGE_REQ;
-  f.prm = r;
-  return iommu_report_device_fault(dev, f);
 }
 
 // Group `grpid` has 1 + grpid % 3 requests.
@@ -92,66 +81,17 @@ struct CheckingHandler final : IopfHandler {
   }
 };
 
-struct Env {
-  explicit Env(unsigned capacity, unsigned max_partial = 64) {
-    platform = sim::Platform::create().release_value();
-    FakeIommu::Options opts;
-    opts.dma = &platform->dma();
-    fake = std::make_unique<FakeIommu>(std::move(opts));
-    REQUIRE(iommu_device_register(*fake, {}).ok());
-    queue = IopfQueue::create("iopf0", capacity, max_partial).release_value();
-    queue->set_kick(
-        +[](void* data) { static_cast<std::atomic<uint64_t>*>(data)->fetch_add(1); }, &kicks);
-  }
-  ~Env() {
-    for (auto& d : devs) iommu_release_device(*d);
-    while (!domains.empty()) domains.pop_back();
-    CHECK(queue->stats().in_use == 0);
-    queue.reset();
-    for (const std::string& v : fake->violations()) FAIL_CHECK("protocol violation: " << v);
-    fake.reset();
-    platform.reset();
-    CHECK(hosted::kmalloc_live() == live);
-  }
-
-  Device& probe(const char* name) {
-    devs.push_back(std::make_unique<Device>(
-        DeviceDesc{.name = name,
-                   .fwspec = {.iommu = fake.get(), .ids = {next_sid++}, .num_ids = 1},
-                   .pasid_bits = 8,
-                   .pri = true}));
-    REQUIRE(iommu_probe_device(*devs.back()).ok());
-    REQUIRE(queue->add_device(*devs.back()).ok());
-    return *devs.back();
-  }
-  void pasid_domain(Device& dev, ioasid_t pasid, IopfHandler* handler) {
-    domains.push_back(iommu_paging_domain_alloc(dev).release_value());
-    domains.back()->set_iopf_handler(handler);
-    REQUIRE(iommu_attach_device_pasid(*domains.back(), dev, pasid).ok());
-  }
-  void user_domain(Device& dev, IopfHandler* handler) {
-    REQUIRE(iommu_device_claim_dma_owner(dev, this).ok());
-    domains.push_back(iommu_paging_domain_alloc(dev).release_value());
-    domains.back()->set_iopf_handler(handler);
-    REQUIRE(iommu_attach_device(*domains.back(), dev).ok());
-  }
+// The shared fixture, with room for 64 partial requests per device.
+struct Env : test::IopfEnv {
+  explicit Env(unsigned capacity) : IopfEnv({}, capacity, /*max_partial=*/64) {}
 
   // Responses per (device, PASID, grpid), and their codes.
   std::map<std::tuple<const Device*, uint32_t, uint32_t>, std::vector<uint32_t>> answers() {
     std::map<std::tuple<const Device*, uint32_t, uint32_t>, std::vector<uint32_t>> out;
-    for (const auto& r : fake->responses())
+    for (const auto& r : fake.responses())
       out[{r.dev, r.last.pasid, r.last.grpid}].push_back(r.response.code);
     return out;
   }
-
-  long live = hosted::kmalloc_live();
-  std::unique_ptr<sim::Platform> platform;
-  std::unique_ptr<FakeIommu> fake;
-  Box<IopfQueue> queue;
-  std::vector<Box<Domain>> domains;
-  std::vector<std::unique_ptr<Device>> devs;
-  std::atomic<uint64_t> kicks{0};
-  uint32_t next_sid = 0x40;
 };
 
 // One device's page requests, as its function would send them: groups in order, the PASID
@@ -381,7 +321,7 @@ TEST_CASE("release and flush_dev wait for the group being handled") {
   CHECK(errors == 0);
 
   // Group 3 answered by its handler before the release went on; group 4 INVALID by it.
-  auto rs = env.fake->responses();
+  auto rs = env.fake.responses();
   REQUIRE(rs.size() == 4);
   for (uint32_t g = 1; g <= 4; g++) {
     CHECK(rs[g - 1].response.grpid == g);

@@ -7,15 +7,14 @@
 
 #include <string.h>
 
-#include <memory>
 #include <vector>
 
 #include <doctest/doctest.h>
 
+#include "core/core_test_support.h"
 #include "core/iommu.h"
 #include "testing/fake-iommu/fake_iommu.h"
 #include "testing/hosted/hosted.h"
-#include "testing/models/platform/platform.h"
 
 namespace strata {
 
@@ -29,12 +28,13 @@ struct Resp {
 namespace {
 
 using fake::FakeIommu;
+using test::code_of;
+using test::LeakCheck;
 
-constexpr uint32_t kLast = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
-constexpr uint32_t kPasid = IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
-constexpr uint32_t kNeedsPasid = IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
-
-int code_of(const Result<void>& r) { return r.ok() ? 0 : r.error().code(); }
+using test::kLast;
+using test::kNeedsPasid;
+using test::kPasid;
+using test::report;
 
 IommuFaultPageRequest prq(uint32_t grpid, uint64_t addr, uint32_t flags = 0, uint32_t pasid = 0) {
   IommuFaultPageRequest r{};
@@ -46,13 +46,6 @@ IommuFaultPageRequest prq(uint32_t grpid, uint64_t addr, uint32_t flags = 0, uin
   r.private_data[0] = addr ^ 0xfeed;
   r.private_data[1] = grpid;
   return r;
-}
-
-Result<void> report(Device& dev, const IommuFaultPageRequest& r) {
-  IommuFault f{};
-  f.type = IOMMU_FAULT_PAGE_REQ;
-  f.prm = r;
-  return iommu_report_device_fault(dev, f);
 }
 
 bool same(const IommuFaultPageRequest& a, const IommuFaultPageRequest& b) {
@@ -87,81 +80,17 @@ struct Recorder final : IopfHandler {
   }
 };
 
-// kmalloc_live() is back to where it was when the test began (checked last).
-struct LeakCheck {
-  long live = hosted::kmalloc_live();
-  ~LeakCheck() { CHECK(hosted::kmalloc_live() == live); }
-};
-
-struct Env {
-  explicit Env(FakeIommu::Options opts = {}, unsigned capacity = 8, unsigned max_partial = 8) {
-    platform = sim::Platform::create().release_value();
-    opts.dma = &platform->dma();
-    fake = std::make_unique<FakeIommu>(std::move(opts));
-    REQUIRE(iommu_device_register(*fake, {}).ok());
-    queue = IopfQueue::create("iopf0", capacity, max_partial).release_value();
-    queue->set_kick(
-        +[](void* data) { ++*static_cast<int*>(data); }, &kicks);
-  }
-  ~Env() {
-    for (auto& d : devs) iommu_release_device(*d);
-    while (!domains.empty()) domains.pop_back();  // nested ones before their parents
-    CHECK(queue->stats().devices == 0);
-    CHECK(queue->stats().in_use == 0);
-    queue.reset();
-    for (const std::string& v : fake->violations()) FAIL_CHECK("protocol violation: " << v);
-    fake.reset();
-  }
-
-  Device& probe(const char* name, unsigned pasid_bits = 8, bool add = true) {
-    devs.push_back(std::make_unique<Device>(
-        DeviceDesc{.name = name,
-                   .fwspec = {.iommu = fake.get(), .ids = {next_sid++}, .num_ids = 1},
-                   .pasid_bits = pasid_bits,
-                   .pri = true}));
-    Device& dev = *devs.back();
-    REQUIRE(iommu_probe_device(dev).ok());
-    if (add) REQUIRE(queue->add_device(dev).ok());
-    return dev;
-  }
-
-  Domain& keep(Box<Domain> d) {
-    domains.push_back(std::move(d));
-    return *domains.back();
-  }
-  // A paging domain with `handler`, attached to `pasid` of `dev`.
-  Domain& pasid_domain(Device& dev, ioasid_t pasid, IopfHandler* handler) {
-    Domain& d = keep(iommu_paging_domain_alloc(dev).release_value());
-    d.set_iopf_handler(handler);
-    REQUIRE(iommu_attach_device_pasid(d, dev, pasid).ok());
-    return d;
-  }
-  // The device's own (RID) domain: a user paging domain with `handler`.
-  Domain& user_domain(Device& dev, IopfHandler* handler) {
-    REQUIRE(iommu_device_claim_dma_owner(dev, this).ok());
-    Domain& d = keep(iommu_paging_domain_alloc(dev).release_value());
-    d.set_iopf_handler(handler);
-    REQUIRE(iommu_attach_device(d, dev).ok());
-    return d;
-  }
-
+// The shared fixture, with the responses the fake recorded (from the `from`th on) as Resps.
+struct Env : test::IopfEnv {
+  using IopfEnv::IopfEnv;
   std::vector<Resp> responses(size_t from = 0) const {
     std::vector<Resp> out;
-    auto all = fake->responses();
+    auto all = fake.responses();
     for (size_t i = from; i < all.size(); i++)
       out.push_back(
           {all[i].dev, all[i].response.grpid, all[i].response.pasid, all[i].response.code});
     return out;
   }
-
-  LeakCheck leaks;  // first: checked after everything below is gone
-  std::unique_ptr<sim::Platform> platform;
-  std::unique_ptr<FakeIommu> fake;
-  Box<IopfQueue> queue;
-  std::vector<Box<Domain>> domains;
-  std::vector<std::unique_ptr<Device>> devs;
-  int kicks = 0;
-  uint32_t next_sid = 0x10;
 };
 
 TEST_CASE("create and add_device refuse what they must") {
@@ -175,8 +104,8 @@ TEST_CASE("create and add_device refuse what they must") {
   hosted::fail_kmalloc_nth(-1);
 
   Env env;
-  Device& dev = env.probe("dev0", 8, false);
-  Device unprobed(DeviceDesc{.name = "stray", .fwspec = {.iommu = env.fake.get()}});
+  Device& dev = env.probe("dev0", /*add=*/false);
+  Device unprobed(DeviceDesc{.name = "stray", .fwspec = {.iommu = &env.fake}});
   CHECK(code_of(env.queue->add_device(unprobed)) == -ENODEV);
   hosted::fail_kmalloc_nth(0);
   CHECK(code_of(env.queue->add_device(dev)) == -ENOMEM);
@@ -212,7 +141,7 @@ TEST_CASE("a group of one request goes to the device's domain and is answered on
   CHECK(h.calls[0].domain == &d);
   CHECK(same(h.calls[0].reqs, {r}));
   CHECK(env.responses() == std::vector<Resp>{{&dev, 5, 0, IOMMU_PAGE_RESP_SUCCESS}});
-  CHECK(same(env.fake->responses()[0].last, r));
+  CHECK(same(env.fake.responses()[0].last, r));
   CHECK(env.queue->process() == 0);
 
   h.code = IOMMU_PAGE_RESP_INVALID;
@@ -288,7 +217,7 @@ TEST_CASE("an SVA domain on a PASID resolves that PASID's page requests") {
   Device& dev = env.probe("dev0");
   Recorder mm_handler;
   SvaMm mm{.pgd = 0x4010'0000, .asid = 7, .fault_handler = &mm_handler};
-  Domain& sva = env.keep(env.fake->domain_alloc_sva(dev, mm).release_value());
+  Domain& sva = env.keep(env.fake.domain_alloc_sva(dev, mm).release_value());
   REQUIRE(sva.type() == DomainType::sva);
   sva.set_iopf_handler(mm.fault_handler);
   REQUIRE(iommu_attach_device_pasid(sva, dev, 42).ok());
@@ -447,7 +376,7 @@ TEST_CASE("kmalloc failure at every allocation of the report path") {
 
   int failing_runs = 0;
   for (long n = 0;; n++) {
-    const size_t resp0 = env.fake->responses().size();
+    const size_t resp0 = env.fake.responses().size();
     h1.calls.clear();
     hrid.calls.clear();
     std::vector<bool> failed(groups.size(), false);
@@ -651,7 +580,7 @@ TEST_CASE("a failing page_response op: counted, the group still goes") {
   env.user_domain(dev, &h);
   hosted::LogCapture log;
 
-  env.fake->fail(FakeIommu::Op::page_response, &dev, -EIO, 2);
+  env.fake.fail(FakeIommu::Op::page_response, &dev, -EIO, 2);
   REQUIRE(report(dev, prq(1, 0x1000, kLast)).ok());
   REQUIRE(report(dev, prq(2, 0x2000, kLast)).ok());
   REQUIRE(report(dev, prq(3, 0x3000, kLast)).ok());
@@ -667,7 +596,7 @@ TEST_CASE("a failing page_response op: counted, the group still goes") {
   h.code = IOMMU_PAGE_RESP_ASYNC;
   REQUIRE(report(dev, prq(4, 0x4000, kLast)).ok());
   CHECK(env.queue->process() == 1);
-  env.fake->fail(FakeIommu::Op::page_response, &dev, -EIO, 1);
+  env.fake.fail(FakeIommu::Op::page_response, &dev, -EIO, 1);
   CHECK(code_of(iommu_page_response(dev, {.pasid = 0, .grpid = 4, .code = 0})) == -EIO);
   CHECK(code_of(iommu_page_response(dev, {.pasid = 0, .grpid = 4, .code = 0})) == -EINVAL);
   CHECK(env.queue->stats().in_use == 0);

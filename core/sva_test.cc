@@ -91,16 +91,13 @@ TEST_CASE("a bound device's page requests reach the address space's handler") {
   ProbedDevice d(f.desc("d", nullptr, 8));
   REQUIRE(queue->add_device(d.dev).ok());
   SvaHandle* h = iommu_sva_bind_device(d.dev, f.mm).release_value();
-  IommuFault fault{};
-  fault.type = IOMMU_FAULT_PAGE_REQ;
-  fault.prm = {.flags = IOMMU_FAULT_PAGE_REQUEST_PASID_VALID | IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE |
-                        IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID,
-               .pasid = iommu_sva_get_pasid(h),
-               .grpid = 5,
-               .perm = IOMMU_FAULT_PERM_WRITE,
-               .addr = 0x7fff'1234'5000,
-               .private_data = {}};
-  REQUIRE(iommu_report_device_fault(d.dev, fault).ok());
+  IommuFaultPageRequest prq{.flags = test::kPasid | test::kLast | test::kNeedsPasid,
+                            .pasid = iommu_sva_get_pasid(h),
+                            .grpid = 5,
+                            .perm = IOMMU_FAULT_PERM_WRITE,
+                            .addr = 0x7fff'1234'5000,
+                            .private_data = {}};
+  REQUIRE(test::report(d.dev, prq).ok());
   CHECK(queue->process() == 1);
   CHECK(f.handler.groups == 1);
   CHECK(f.handler.last_addr == 0x7fff'1234'5000);
@@ -111,8 +108,8 @@ TEST_CASE("a bound device's page requests reach the address space's handler") {
   CHECK(responses[0].response.code == IOMMU_PAGE_RESP_SUCCESS);
   // Queued but not yet handled when the device unbinds: answered by the unbind's flush, which
   // finds the PASID detached (INVALID, the handler not called), before the domain is freed.
-  fault.prm.grpid = 6;
-  REQUIRE(iommu_report_device_fault(d.dev, fault).ok());
+  prq.grpid = 6;
+  REQUIRE(test::report(d.dev, prq).ok());
   iommu_sva_unbind_device(h);
   CHECK(f.handler.groups == 1);
   const auto after = f.fake.responses();

@@ -365,14 +365,8 @@ fake::FakeIommu::Options small_space() {
   fake::FakeIommu::Options opts;
   opts.ias = 32;
   opts.resv = {
-      {.start = 0x0800'0000,
-       .length = 0x10'0000,
-       .prot = IOMMU_WRITE | IOMMU_MMIO,
-       .type = ResvType::sw_msi},
-      {.start = 0x1000'0000,
-       .length = 0x1'0000,
-       .prot = IOMMU_READ | IOMMU_WRITE,
-       .type = ResvType::direct},
+      kSwMsiRegion,
+      kDirectRegion,
       {.start = 0xc000'0000, .length = 0x100'0000, .type = ResvType::reserved},
       {.start = 0xfee0'0000, .length = 0x10'0000, .type = ResvType::msi},
   };
@@ -550,10 +544,7 @@ TEST_CASE("MSI: a DMA domain without an sw_msi region is -EINVAL") {
 
 TEST_CASE("groups: the devices of a group share the cookie") {
   fake::FakeIommu::Options opts;
-  opts.resv = {{.start = 0x0800'0000,
-                .length = 0x10'0000,
-                .prot = IOMMU_WRITE | IOMMU_MMIO,
-                .type = ResvType::sw_msi}};
+  opts.resv = {kSwMsiRegion};
   Env env(Mode::lazy, opts);
   // Two functions of a multifunction device without ACS: one group.
   const PciDev f0{.bus = 1, .devfn = 0, .multifunction = true};
@@ -578,10 +569,7 @@ TEST_CASE("groups: the devices of a group share the cookie") {
 
 TEST_CASE("destroying the domain frees the cookie, its queue and what the queue holds") {
   fake::FakeIommu::Options opts;
-  opts.resv = {{.start = 0x0800'0000,
-                .length = 0x10'0000,
-                .prot = IOMMU_WRITE | IOMMU_MMIO,
-                .type = ResvType::sw_msi}};
+  opts.resv = {kSwMsiRegion};
   Env env(Mode::lazy, opts);
   Device& dev = env.probe("dev0");
   Domain& domain = dma_domain(dev);

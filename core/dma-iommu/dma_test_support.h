@@ -41,6 +41,17 @@ inline IommuConfig iommu_config(Mode mode) {
   return {.def_domain_type = mode == Mode::lazy ? DomainType::dma_fq : DomainType::dma};
 }
 
+// Two regions for a fake's Options::resv, which the suites add their own to: a 1 MiB software
+// MSI window at 128 MiB, and a 64 KiB direct (identity-mapped) region at 256 MiB.
+inline constexpr ReservedRegion kSwMsiRegion = {.start = 0x0800'0000,
+                                                .length = 0x10'0000,
+                                                .prot = IOMMU_WRITE | IOMMU_MMIO,
+                                                .type = ResvType::sw_msi};
+inline constexpr ReservedRegion kDirectRegion = {.start = 0x1000'0000,
+                                                 .length = 0x1'0000,
+                                                 .prot = IOMMU_READ | IOMMU_WRITE,
+                                                 .type = ResvType::direct};
+
 // The platform and the fake IOMMU; devices are probed with probe() and released (in reverse)
 // when the fixture goes, which then checks that every kmalloc and DMA allocation made since it
 // was built has been returned, and that the fake saw no protocol violation.

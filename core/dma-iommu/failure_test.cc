@@ -29,14 +29,8 @@ enum class Inject { none, kmalloc, dma, op };
 fake::FakeIommu::Options regions() {
   fake::FakeIommu::Options opts;
   opts.resv = {
-      {.start = 0x0800'0000,
-       .length = 0x10'0000,
-       .prot = IOMMU_WRITE | IOMMU_MMIO,
-       .type = ResvType::sw_msi},
-      {.start = 0x1000'0000,
-       .length = 0x1'0000,
-       .prot = IOMMU_READ | IOMMU_WRITE,
-       .type = ResvType::direct},
+      kSwMsiRegion,
+      kDirectRegion,
       {.start = 0xffff'0000'0000, .length = 0x1'0000'0000, .type = ResvType::reserved},
   };
   return opts;
