@@ -8,12 +8,10 @@
 
 namespace strata {
 
-namespace {
-
 // Whether a group's reserved regions collide with what `domain` maps already: a user domain
 // may not translate addresses the group's devices use for something else (MSI doorbells,
 // peer-to-peer windows). DMA domains reserve them in their IOVA allocator instead.
-bool resv_collides(Domain& domain, const ReservedRegions& regions) {
+bool IommuCore::resv_collides(Domain& domain, const ReservedRegions& regions) {
   if (!domain_type_is_paging(domain.type()) || domain_type_is_dma(domain.type())) return false;
   const uint64_t granule = domain.granule();
   for (const ReservedRegion& r : regions) {
@@ -25,8 +23,6 @@ bool resv_collides(Domain& domain, const ReservedRegions& regions) {
   }
   return false;
 }
-
-}  // namespace
 
 // Linux's __iommu_group_set_domain_internal. Every device moves or none does: on a failure the
 // devices already moved are attached back to the old domain, which must succeed (the driver

@@ -59,6 +59,8 @@ struct IommuCore {
   // to `d`: a nested domain's parent, whose stage 2 translates everything the group's stage 1
   // produces (iommufd reserves the regions in the parent's IOAS the same way); `d` otherwise.
   static Domain& resv_holder(Domain& d) { return d.parent_ ? *d.parent_ : d; }
+  // Whether `regions` cover an address `domain` maps (user domains only; attach.cc).
+  static bool resv_collides(Domain& domain, const ReservedRegions& regions);
 
   // map.cc
   static Result<void> map(Domain& domain, uint64_t iova, phys_addr_t paddr, size_t size, int prot,

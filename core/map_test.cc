@@ -208,6 +208,29 @@ TEST_CASE("a domain that maps a group's reserved region cannot take the group") 
   iommu_group_release_dma_owner(group);
 }
 
+TEST_CASE("a device joining a group on a user domain brings its regions, or stays out") {
+  CoreFixture f({.device_resv = {
+                     {"b", {{.start = 0x0900'0000, .length = SZ_1M, .type = ResvType::sw_msi}}}}});
+  Box<Domain> user;
+  PciDev rp{.bus = 0, .devfn = 0x08, .type = PciType::root_port, .secondary_bus = 1};
+  PciDev a{.bus = 1, .devfn = 0x00, .upstream = &rp}, b{.bus = 1, .devfn = 0x08, .upstream = &rp};
+  ProbedDevice da(f.desc("a", &a));
+  Group& group = *da.dev.group();
+  user = iommu_paging_domain_alloc(da.dev).release_value();
+  REQUIRE(iommu_group_claim_dma_owner(group, &f).ok());
+  REQUIRE(iommu_attach_group(*user, group).ok());
+  REQUIRE(iommu_map(*user, 0x0900'0000, 0x4000'0000, SZ_16K, RW).ok());
+  Device db(f.desc("b", &b));
+  CHECK(code_of(iommu_probe_device(db)) == -EADDRINUSE);
+  CHECK(db.group() == nullptr);
+  REQUIRE(iommu_unmap(*user, 0x0900'0000, SZ_16K).value() == SZ_16K);
+  REQUIRE(iommu_probe_device(db).ok());
+  CHECK(f.fake.installed(db) == user.get());
+  CHECK(code_of(iommu_map(*user, 0x0900'0000, 0x4000'0000, SZ_16K, RW)) == -EADDRINUSE);
+  iommu_release_device(db);
+  iommu_group_release_dma_owner(group);
+}
+
 TEST_CASE("a group on a nested domain constrains the parent's stage 2") {
   CoreFixture f(with_resv());
   Box<Domain> parent, nested;

@@ -107,6 +107,10 @@ Result<void> IommuCore::probe_device(Device& dev) {
       }
       domain = undo.new_default.get();
     }
+    // A device joining a group on a user domain brings regions that domain must not map
+    // either (the check attach makes for the whole group).
+    if (!undo.new_default && resv_collides(resv_holder(*domain), regions))
+      return Error(-EADDRINUSE);
     STRATA_TRY(map_direct_regions(*domain, regions, undo, !undo.new_default));
     // The driver's own state for a device that fails from here on goes with its
     // release_device() below.
@@ -123,7 +127,7 @@ Result<void> IommuCore::probe_device(Device& dev) {
 
     // Committed: nothing below fails.
     {
-      Guard<SpinLock> resv(domain->resv_lock_);
+      Guard<SpinLock> resv(resv_holder(*domain).resv_lock_);
       group->resv_ = merged;
     }
     if (undo.new_default) {

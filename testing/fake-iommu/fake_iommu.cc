@@ -267,6 +267,8 @@ DomainType FakeIommu::def_domain_type(Device& dev, DomainType proposed) {
 Result<void> FakeIommu::get_resv_regions(Device& dev, ReservedRegions& regions) {
   STRATA_TRY(injected(Op::resv_regions, &dev));
   for (const ReservedRegion& r : opts_.resv) STRATA_TRY(regions.add(r));
+  if (auto it = opts_.device_resv.find(dev.name()); it != opts_.device_resv.end())
+    for (const ReservedRegion& r : it->second) STRATA_TRY(regions.add(r));
   return {};
 }
 

@@ -78,8 +78,9 @@ class FakeIommu final : public IommuDevice {
     bool hw_info = true;
     bool page_response = true;
     bool deferred_flush = false;  // IommuCap::deferred_flush
-    // Reported by get_resv_regions for every device.
+    // Reported by get_resv_regions for every device, and for some devices (by name) besides.
     std::vector<ReservedRegion> resv = {};
+    std::map<std::string, std::vector<ReservedRegion>> device_resv = {};
     // Devices (by name) whose default domain must be of a given type (def_domain_type).
     std::map<std::string, DomainType> required_type = {};
     // Record every invalidation (benchmarks turn it off and use the counters).
