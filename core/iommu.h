@@ -239,10 +239,11 @@ Domain* iommu_get_dma_domain(Device& dev);
 // Every device of the group moves, or none does: when one fails, those already moved go back
 // to the group's previous domain. Domains and groups of different IOMMUs: -EINVAL.
 //
-// The group must be claimed by a user (below) unless `domain` is its default domain: -EPERM
-// while kernel drivers use the default domain; -EBUSY when another non-default domain is
-// attached (detach or replace it first). Mapped IOVAs overlapping a reserved region of the
-// group: -EADDRINUSE.
+// As in Linux, attach itself does not check ownership: a user claims the group first (below),
+// which blocks kernel drivers from binding, and a kernel user that manages its own domain does
+// so for a group it already drives. -EBUSY when a non-default domain is attached already
+// (detach or replace it first); -EINVAL for DMA domains (the DMA API's) and SVA domains (they
+// attach by PASID); -EADDRINUSE when the domain maps IOVAs in a reserved region of the group.
 Result<void> iommu_attach_group(Domain& domain, Group& group);
 // Back to the blocking domain (user-owned group) or the default domain.
 void iommu_detach_group(Domain& domain, Group& group);
