@@ -138,7 +138,7 @@ struct SvaMm {
   uint32_t asid = 0;                     // the CPU's ASID / PCID, for shared TLB invalidation
   IopfHandler* fault_handler = nullptr;  // resolves the device's page faults (handle_mm_fault)
   PasidSet* pasids = nullptr;            // where its PASID comes from (sva.h)
-  SvaMmCore* iommu_mm = nullptr;         // the core's, while devices are bound (Linux's iommu_mm)
+  SvaMmCore* iommu_mm = nullptr;  // the core's, first bind to iommu_sva_mm_release() (iommu_mm)
 };
 
 class Domain {
