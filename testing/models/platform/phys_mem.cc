@@ -5,10 +5,12 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 
 #include <fmt/core.h>
 
+#include "arch/endian.h"
 #include "arch/port.h"
 
 namespace strata::sim {
@@ -235,6 +237,17 @@ Result<void> PhysMem::write64(phys_addr_t pa, uint64_t value) {
     return ok();
   }
   return window_write(pa, 8, value);
+}
+
+Result<bool> PhysMem::cmpxchg64(phys_addr_t pa, uint64_t expected, uint64_t desired) {
+  if (pa % 8) return Error(-EINVAL);
+  void* p = host_ptr(pa, 8);
+  if (!p) return fault();
+  // The same object dma_read64/dma_write64 access with __atomic builtins, so the swap is atomic
+  // against them too. Sequentially consistent, as an interconnect's atomic is ordered both ways.
+  uint64_t le_expected = cpu_to_le64(expected);
+  return std::atomic_ref<uint64_t>(*static_cast<uint64_t*>(p))
+      .compare_exchange_strong(le_expected, cpu_to_le64(desired));
 }
 
 Result<uint32_t> PhysMem::read32(phys_addr_t pa) {

@@ -3,9 +3,10 @@
 //
 // What it implements: RAM regions fixed at creation, and device windows (doorbells, register
 // blocks) registered and removed at run time. Device models are the bus masters: they read and
-// write through read()/write() and the single-copy-atomic read32/64 and write32/64, and an
-// access that no RAM region or window answers is an external abort (-EFAULT), as a master sees
-// a bus error. The CPU, i.e. the code under test, sees RAM through host_ptr() or a DmaAllocator.
+// write through read()/write() and the single-copy-atomic read32/64 and write32/64, update live
+// descriptors in RAM with cmpxchg64, and an access that no RAM region or window answers is an
+// external abort (-EFAULT), as a master sees a bus error. The CPU, i.e. the code under test, sees
+// RAM through host_ptr() or a DmaAllocator.
 //
 // What it does not: caches (every access is coherent; non-coherent devices are modelled by the
 // allocator counting syncs), access permissions, or any memory attribute. RAM is not
@@ -83,6 +84,14 @@ class PhysMem {
   Result<void> write64(phys_addr_t pa, uint64_t value);
   Result<uint32_t> read32(phys_addr_t pa);
   Result<void> write32(phys_addr_t pa, uint32_t value);
+
+  // An atomic compare-and-swap of the little-endian 64-bit word at `pa`, as a device updates a
+  // live descriptor (the SMMU's hardware update of the Access flag and dirty state): true when
+  // the word held `expected` and now holds `desired`, false (memory untouched) when it held
+  // something else. RAM only: a window cannot promise atomicity, so it is an external abort
+  // (-EFAULT), as is an address outside RAM; -EINVAL when `pa` is not naturally aligned.
+  // Atomic against every other read64/write64/cmpxchg64 and CPU dma_read64/dma_write64.
+  Result<bool> cmpxchg64(phys_addr_t pa, uint64_t expected, uint64_t desired);
 
   // The CPU's view of [pa, pa + len) when it lies inside one RAM region, else nullptr. A
   // physically contiguous range is contiguous in the view.
