@@ -223,7 +223,7 @@ Result<void> PhysMem::write(phys_addr_t pa, const void* src, size_t len) {
   return window_write(pa, static_cast<unsigned>(len), value);
 }
 
-Result<uint64_t> PhysMem::read64(phys_addr_t pa) {
+Result<uint64_t> PhysMem::read64_slow(phys_addr_t pa) {
   if (pa % 8) return Error(-EINVAL);
   // The device's side of arch/dma.h's dma_read64/dma_write64 contract: the same access.
   if (const void* p = host_ptr(pa, 8)) return dma_read64(p);
