@@ -29,6 +29,16 @@ RegisterFile::Handle& RegisterFile::Handle::on_read(ReadHook hook) {
   return *this;
 }
 
+RegisterFile::Handle& RegisterFile::Handle::guard(WriteGuard guard) {
+  std::lock_guard<std::mutex> lock(file_->mutex_);
+  file_->reg_locked(offset_).guard = std::move(guard);
+  return *this;
+}
+
+uint64_t RegisterFile::LockedView::value(uint64_t offset) const {
+  return file_.reg_locked(offset).value;
+}
+
 RegisterFile::RegisterFile(std::string name) : name_(std::move(name)) {}
 
 RegisterFile::Handle RegisterFile::define32(uint64_t offset, std::string name, uint32_t reset,
@@ -70,6 +80,7 @@ RegisterFile::Handle RegisterFile::define(uint64_t offset, std::string name, uns
                             .value = reset,
                             .on_write = nullptr,
                             .on_read = nullptr,
+                            .guard = nullptr,
                         });
   return Handle(this, offset);
 }
@@ -153,6 +164,17 @@ void RegisterFile::clear_guest_errors() {
   guest_error_count_ = 0;
 }
 
+void RegisterFile::report_guest_error(uint64_t offset, std::string message) {
+  std::string logged;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = regs_.find(offset);
+    const unsigned size = it != regs_.end() ? it->second.width : 4;
+    logged = record_guest_error_locked(offset, size, false, std::move(message));
+  }
+  if (!logged.empty()) dev_log(LogLevel::notice, name_, "guest error: {}", logged);
+}
+
 RegisterFile::Target RegisterFile::target_locked(uint64_t offset, unsigned size) {
   Target t;
   auto it = regs_.find(offset);
@@ -182,16 +204,20 @@ RegisterFile::Target RegisterFile::target_locked(uint64_t offset, unsigned size)
 
 std::string RegisterFile::guest_error_locked(uint64_t offset, unsigned size, bool write,
                                              uint64_t value, const char* why) {
-  guest_error_count_++;
-  for (const GuestError& e : guest_errors_)
-    if (e.offset == offset) return {};
-
   std::string message = fmt::format("{}-bit {}", size * 8, write ? "write" : "read");
   if (write) message += fmt::format(" of {:#x}", value);
   message += fmt::format(" at {:#x}: {}", offset, why);
   auto it = regs_.find(offset);
   if (it != regs_.end()) message += fmt::format(" {}", it->second.name);
   message += " (RAZ/WI)";
+  return record_guest_error_locked(offset, size, write, std::move(message));
+}
+
+std::string RegisterFile::record_guest_error_locked(uint64_t offset, unsigned size, bool write,
+                                                    std::string message) {
+  guest_error_count_++;
+  for (const GuestError& e : guest_errors_)
+    if (e.offset == offset) return {};
   guest_errors_.push_back({offset, size, write, message});
   return message;
 }
@@ -243,12 +269,27 @@ void RegisterFile::mmio_write(uint64_t offset, uint64_t value, unsigned size) {
     } else {
       Reg& r = *t.reg;
       const uint64_t v = value << t.shift;
-      const uint64_t store = r.wmask & t.mask;
-      const uint64_t clear = r.w1cmask & t.mask & v;
+      uint64_t store = r.wmask & t.mask;
+      uint64_t clear = r.w1cmask & t.mask & v;
       old_value = r.value;
+      bool ignored = false;
+      if (r.guard) {
+        const GuardResult g = r.guard(LockedView(*this), old_value, v);
+        // The bits this write would have changed but may not.
+        const uint64_t refused = (((old_value ^ v) & store) | (old_value & clear)) & ~g.writable;
+        ignored = ((store | (r.w1cmask & t.mask)) & g.writable) == 0;
+        store &= g.writable;
+        clear &= g.writable;
+        if (refused) {
+          error = record_guest_error_locked(
+              offset, size, true,
+              fmt::format("{}-bit write of {:#x} at {:#x} {}: {} (ignored)", size * 8, value,
+                          offset, r.name, g.why ? g.why : "guarded bits"));
+        }
+      }
       new_value = ((old_value & ~store) | (v & store)) & ~clear;
       r.value = new_value;
-      hook = r.on_write;
+      if (!ignored) hook = r.on_write;
     }
   }
   if (!error.empty()) dev_log(LogLevel::notice, name_, "guest error: {}", error);

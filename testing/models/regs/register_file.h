@@ -35,6 +35,14 @@
 //    current state (value(), modify()) rather than only on the `new_value` it was given, so
 //    that concurrent writers converge (a doorbell consumes up to the PROD it reads now).
 // reset() and set() never run hooks: they are the model's own actions, not guest accesses.
+//
+// Guards: a register whose writability depends on state ("when SMMU_CR0.CMDQEN == 0 and
+// SMMU_CR0ACK.CMDQEN == 0, accesses to SMMU_CMDQ_BASE are RW; otherwise RO", IHI 0070 6.3.26)
+// has a guard, asked on every guest write which bits the write may change now. The guard runs
+// with the file's lock held, so the check and the store are one atomic step; it sees the other
+// registers through a LockedView. Bits it withholds keep their value, and a write that tried to
+// change one is a guest error. A write the guard refuses entirely is IGNORED, as the specs say
+// of such writes: it stores nothing and runs no write hook.
 #pragma once
 
 #include <stdint.h>
@@ -60,11 +68,34 @@ class RegisterFile : public RegisterModel {
   // write-only bits are hidden). For computed registers and read side effects.
   using ReadHook = std::function<uint64_t(uint64_t value)>;
 
+  // The registers as a guard sees them: read-only, through the lock the guard runs under.
+  class LockedView {
+   public:
+    // The value of the register at `offset` (a model bug if there is none).
+    uint64_t value(uint64_t offset) const;
+
+   private:
+    friend class RegisterFile;
+    explicit LockedView(const RegisterFile& file) : file_(file) {}
+    const RegisterFile& file_;
+  };
+  struct GuardResult {
+    uint64_t writable = ~uint64_t{0};  // bits the write may change (store or clear)
+    const char* why = nullptr;         // for the guest error when some are withheld
+  };
+  // `value` is the register before the write and `written` what the guest wrote, placed as in
+  // the register (a write of the high half of a 64-bit register has its bits in [63:32], and
+  // the bits the access does not cover are zero).
+  // Runs under the file's lock: it must not call the file other than through `regs`.
+  using WriteGuard =
+      std::function<GuardResult(const LockedView& regs, uint64_t value, uint64_t written)>;
+
   // Attaches hooks to a register just defined: file.define32(...).on_write(...).
   class Handle {
    public:
     Handle& on_write(WriteHook hook);
     Handle& on_read(ReadHook hook);
+    Handle& guard(WriteGuard guard);
     uint64_t offset() const { return offset_; }
 
    private:
@@ -117,6 +148,10 @@ class RegisterFile : public RegisterModel {
   std::vector<GuestError> guest_errors() const;
   uint64_t guest_error_count() const;
   void clear_guest_errors();
+  // A guest mistake the model found beyond a single access (an inconsistent queue index, an
+  // illegal combination of register values), recorded and logged like an access error. The
+  // message says what was wrong; `offset` names the register it concerns.
+  void report_guest_error(uint64_t offset, std::string message);
 
   // RegisterModel: the guest's accesses (through Mmio::model).
   uint64_t mmio_read(uint64_t offset, unsigned size) override;
@@ -133,6 +168,7 @@ class RegisterFile : public RegisterModel {
     uint64_t value;
     WriteHook on_write;
     ReadHook on_read;
+    WriteGuard guard;
   };
 
   // Where an access lands: the register and the bits of it the access covers.
@@ -152,6 +188,9 @@ class RegisterFile : public RegisterModel {
   // once the lock is dropped), empty otherwise.
   std::string guest_error_locked(uint64_t offset, unsigned size, bool write, uint64_t value,
                                  const char* why);
+  // As guest_error_locked, with the whole message given.
+  std::string record_guest_error_locked(uint64_t offset, unsigned size, bool write,
+                                        std::string message);
 
   const std::string name_;
   mutable std::mutex mutex_;              // protects everything below

@@ -245,6 +245,79 @@ TEST_CASE("holes and 64-bit accesses to 32-bit registers are RAZ/WI guest errors
   CHECK(d.regs.guest_errors().empty());
 }
 
+TEST_CASE("a guard makes a register read-only while the state it names holds") {
+  // BASE is writable only while CR0ACK.QEN is 0 (SMMUv3's "when SMMU_CR0.CMDQEN == 0 and
+  // SMMU_CR0ACK.CMDQEN == 0, accesses to SMMU_CMDQ_BASE are RW, otherwise RO"); its RA bit
+  // stays writable. GERROR's W1C bit 0 is refused while bit 2 reads as one.
+  Device d;
+  int base_hooks = 0;
+  d.regs.define32(0x80, "LOCKED", 0, 0xff)
+      .guard([](const RegisterFile::LockedView& regs, uint64_t, uint64_t) {
+        return RegisterFile::GuardResult{
+            .writable = (regs.value(kCr0Ack) & CR0ACK::QEN::kMask) ? 0 : ~uint64_t{0},
+            .why = "locked while QEN"};
+      })
+      .on_write([&](uint64_t, uint64_t) { base_hooks++; });
+  d.regs.define64(0x88, "PARTLY", 0, ~uint64_t{0})
+      .guard([](const RegisterFile::LockedView& regs, uint64_t, uint64_t) {
+        const bool locked = regs.value(kCr0Ack) & CR0ACK::QEN::kMask;
+        return RegisterFile::GuardResult{.writable = locked ? uint64_t{1} << 62 : ~uint64_t{0},
+                                         .why = "ADDR locked"};
+      });
+  const Mmio io = d.io();
+  hosted::LogCapture capture;
+
+  io.writel(0x12, 0x80);
+  io.writeq(0x1000, 0x88);
+  CHECK(io.readl(0x80) == 0x12);
+  CHECK(io.readq(0x88) == 0x1000);
+  CHECK(base_hooks == 1);
+  CHECK(d.regs.guest_error_count() == 0);
+
+  CR0::read_from(io).set<CR0::QEN>(1).write_to(io);  // the hook acknowledges into CR0ACK
+  io.writel(0x34, 0x80);
+  CHECK(io.readl(0x80) == 0x12);
+  CHECK(base_hooks == 1);  // an ignored write has no side effect
+  io.writel(0x12, 0x80);   // the same value changes nothing: not an error
+  CHECK(base_hooks == 1);
+  CHECK(d.regs.guest_error_count() == 1);
+  // A 64-bit write and its halves: the unguarded bit 62 is stored, the address is not.
+  io.writeq((uint64_t{1} << 62) | 0x2000, 0x88);
+  CHECK(io.readq(0x88) == ((uint64_t{1} << 62) | 0x1000));
+  io.writel(0x4000'0000, 0x8c);  // the high half alone, bit 62 unchanged: no error
+  CHECK(io.readq(0x88) == ((uint64_t{1} << 62) | 0x1000));
+  io.writel(0, 0x8c);  // clears bit 62, the only writable one of that half
+  CHECK(io.readq(0x88) == 0x1000);
+  CHECK(d.regs.guest_error_count() == 2);
+  const auto errors = d.regs.guest_errors();
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0].offset == 0x80);
+  CHECK(errors[0].write);
+  CHECK(errors[0].message == "32-bit write of 0x34 at 0x80 LOCKED: locked while QEN (ignored)");
+  CHECK(errors[1].offset == 0x88);
+  CHECK(errors[1].message.find("ADDR locked (ignored)") != std::string::npos);
+  CHECK(capture.contains("guest error: 32-bit write of 0x34 at 0x80 LOCKED"));
+
+  CR0::read_from(io).set<CR0::QEN>(0).write_to(io);
+  io.writel(0x56, 0x80);
+  CHECK(io.readl(0x80) == 0x56);
+  CHECK(base_hooks == 2);
+}
+
+TEST_CASE("the model reports guest errors it finds beyond one access") {
+  Device d;
+  hosted::LogCapture capture;
+  d.regs.report_guest_error(kProd, "PROD moved backwards");
+  d.regs.report_guest_error(kProd, "PROD moved backwards again");
+  CHECK(d.regs.guest_error_count() == 2);
+  const auto errors = d.regs.guest_errors();
+  REQUIRE(errors.size() == 1);  // the first per offset
+  CHECK(errors[0].offset == kProd);
+  CHECK(errors[0].size == 4);
+  CHECK(errors[0].message == "PROD moved backwards");
+  CHECK(capture.contains("dev: guest error: PROD moved backwards"));
+}
+
 TEST_CASE("side effects are observed in program order") {
   Device d;
   const Mmio io = d.io();
