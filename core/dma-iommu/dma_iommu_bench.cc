@@ -219,11 +219,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-#if defined(__OPTIMIZE__) && defined(NDEBUG)
-  const char* build = "optimized";
-#else
-  const char* build = "UNOPTIMIZED (use -c opt)";
-#endif
+  const char* build = strata::bench::build_kind();
   printf(
       "dma_iommu_bench: %s, %s build, compiler %s; 4 KiB map+unmap on the fake IOMMU (4K pages, "
       "recording off); %ld pairs per thread, median of %u repetition(s)%s; _2threads: ns per "

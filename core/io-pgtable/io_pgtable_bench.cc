@@ -282,11 +282,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-#if defined(__OPTIMIZE__) && defined(NDEBUG)
-  const char* build = "optimized";
-#else
-  const char* build = "UNOPTIMIZED (use -c opt)";
-#endif
+  const char* build = strata::bench::build_kind();
   printf(
       "io_pgtable_bench: %s, %s build, compiler %s; fresh coherent ias=oas=48 tables over the "
       "simulated "

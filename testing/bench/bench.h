@@ -21,6 +21,16 @@ inline double ns_since(Clock::time_point start) {
 // The median of `v` (not empty): robust against a noisy machine's outliers.
 double median(std::vector<double> v);
 
+// How the calling binary was built, for its header line: figures from an unoptimized build are
+// not comparable. Inline, so it reads the bench's own compile flags.
+inline const char* build_kind() {
+#if defined(__OPTIMIZE__) && defined(NDEBUG)
+  return "optimized";
+#else
+  return "UNOPTIMIZED (use -c opt)";
+#endif
+}
+
 // /proc/cpuinfo's first "model name", or "unknown cpu".
 std::string cpu_model();
 

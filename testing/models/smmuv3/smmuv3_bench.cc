@@ -233,11 +233,7 @@ int main(int argc, char** argv) {
   using namespace strata::sim::smmuv3;
   // --hit-only: just the hit figure (for a profiler).
   const bool hit_only = argc > 1 && strcmp(argv[1], "--hit-only") == 0;
-#if defined(__OPTIMIZE__) && defined(NDEBUG)
-  const char* build = "optimized";
-#else
-  const char* build = "UNOPTIMIZED (use -c opt)";
-#endif
+  const char* build = strata::bench::build_kind();
   printf(
       "smmuv3_bench: %s, %s build, compiler %s; 4K granule, 48-bit stages; hits over %u pages, "
       "misses over %u pages in distinct 2 MiB regions in shuffled order through a 256-entry TLB; "

@@ -172,11 +172,7 @@ int main(int argc, char** argv) {
     else
       die("usage: walk_bench [--pages=N], N in 1..2048");
   }
-#if defined(__OPTIMIZE__) && defined(NDEBUG)
-  const char* build = "optimized";
-#else
-  const char* build = "UNOPTIMIZED (use -c opt)";
-#endif
+  const char* build = strata::bench::build_kind();
   printf(
       "walk_bench: %s, %s build, compiler %s; 4K granule, 48-bit stages, %u pages in distinct "
       "2 MiB regions walked in shuffled order; median of %u x %zu walks after one warm-up\n",
