@@ -172,6 +172,35 @@ FakeIommu::Options with_resv() {
       }};
 }
 
+TEST_CASE("ReservedRegions: bad regions, duplicates, a full set, and a probe it fails") {
+  ReservedRegions set;
+  CHECK(code_of(set.add({.start = 0x1000, .length = 0})) == -EINVAL);
+  CHECK(code_of(set.add({.start = ~uint64_t{0} - 0xfff, .length = 0x2000})) == -EINVAL);
+  REQUIRE(set.add({.start = 0x1000, .length = 0x1000, .type = ResvType::msi}).ok());
+  REQUIRE(set.add({.start = 0x1000, .length = 0x1000, .type = ResvType::msi}).ok());
+  CHECK(set.size() == 1);  // kept once
+  // Same window, another type: a second region.
+  REQUIRE(set.add({.start = 0x1000, .length = 0x1000, .type = ResvType::reserved}).ok());
+  CHECK(set.size() == 2);
+  CHECK(set.find_overlap(0x1fff, 1, resv_mask(ResvType::msi)) == &set[0]);
+  CHECK(set.find_overlap(0x2000, 1, kResvNoMap) == nullptr);
+  CHECK(set.find_overlap(0x1000, 0, kResvNoMap) == nullptr);  // an empty range touches nothing
+  for (uint64_t i = set.size(); i < ReservedRegions::kMax; i++)
+    REQUIRE(set.add({.start = 0x10'0000 * (i + 1), .length = 0x1000}).ok());
+  CHECK(code_of(set.add({.start = 0xdead'0000, .length = 0x1000})) == -ENOSPC);
+  CHECK(set.size() == ReservedRegions::kMax);
+
+  // A driver reporting more regions than a set holds fails the probe, cleanly.
+  FakeIommu::Options opts;
+  for (unsigned i = 0; i <= ReservedRegions::kMax; i++)
+    opts.resv.push_back({.start = 0x10'0000 * (i + 1), .length = SZ_16K});
+  CoreFixture f(std::move(opts));
+  Device d(f.desc("d"));
+  CHECK(code_of(iommu_probe_device(d)) == -ENOSPC);
+  CHECK(d.group() == nullptr);
+  CHECK(!f.fake.probed(d));
+}
+
 TEST_CASE("user domains refuse maps over the group's reserved regions") {
   UserDomain f(with_resv());
   Domain& d = *f.domain;
