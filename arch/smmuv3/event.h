@@ -10,11 +10,12 @@
 //                           F_STREAM_DISABLED, and the header of every other event
 //   UutRecord               F_UUT (7.3.2)
 //   FetchFaultRecord        F_STE_FETCH, F_CD_FETCH, F_VMS_FETCH (7.3.4, 7.3.10, 7.3.20)
+//   WalkEabtRecord          F_WALK_EABT (7.3.12)
 //   TranslationFaultRecord  F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION (7.3.13-16)
 //
-// Not declared yet (the positions are only in the specification's figures): F_WALK_EABT's
-// FetchAddr/Reason, F_PERMISSION's Overlay/AssuredOnly/DirtyBit, NSIPA (Secure event queue
-// only), E_PAGE_REQUEST's permission flags and Span, F_TLB_CONFLICT and F_CFG_CONFLICT Reason.
+// Not declared yet (the positions are only in the specification's figures): F_PERMISSION's
+// Overlay/AssuredOnly/DirtyBit, NSIPA (Secure event queue only), E_PAGE_REQUEST's permission
+// flags and Span, F_TLB_CONFLICT and F_CFG_CONFLICT Reason.
 #pragma once
 
 #include <stdint.h>
@@ -118,6 +119,29 @@ struct FetchFaultRecord : reg::Descriptor<FetchFaultRecord, 4, "FETCH_FAULT"> {
   using FetchAddr = reg::Addr<247, 195, "FetchAddr">;  // PA fetched, bits [55:3]
   using Fields = reg::FieldList<Type, SSV, SubstreamID, StreamID, Reason, GPCF, FetchAddr>;
 };
+
+// F_WALK_EABT (7.3.12): an external abort fetching or updating a translation table descriptor.
+// The attribute and S2/CLASS fields sit where the translation faults have them; FetchAddr, the
+// PA of the descriptor, takes the upper words where those have the IPA. Unlike the translation
+// faults, a stage 1 walk abort is S2 == 0 with CLASS TT (not IN), and there is no Stall.
+struct WalkEabtRecord : reg::Descriptor<WalkEabtRecord, 4, "F_WALK_EABT"> {
+  using Type = EventRecord::Type;
+  using SSV = EventRecord::SSV;
+  using SubstreamID = EventRecord::SubstreamID;
+  using StreamID = EventRecord::StreamID;
+  using Reason = reg::Field<79, 64, "Reason">;          // IMPLEMENTATION DEFINED cause
+  using PnU = reg::Bit<97, "PnU">;                      // 1: privileged (post-STE override)
+  using InD = reg::Bit<98, "InD">;                      // 1: instruction (post-STE override)
+  using RnW = reg::Bit<99, "RnW">;                      // of the input transaction, 1: read
+  using S2 = reg::Bit<103, "S2">;                       // a stage 2 descriptor aborted
+  using CLASS = reg::Field<105, 104, "CLASS">;          // kClass*
+  using InputAddr = reg::Field<191, 128, "InputAddr">;  // address input to the SMMU
+  using FetchAddr = reg::Addr<247, 195, "FetchAddr">;   // descriptor PA [55:3]
+  using Fields = reg::FieldList<Type, SSV, SubstreamID, StreamID, Reason, PnU, InD, RnW, S2, CLASS,
+                                InputAddr, FetchAddr>;
+};
+
+static_assert(sizeof(WalkEabtRecord) == 32);
 
 // F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION (7.3.13-16): a translation fault at either
 // stage. CLASS says what was being translated: a CD fetch (stage 2 of the CD's IPA), a stage 1

@@ -206,6 +206,42 @@ TEST_CASE("translation fault records") {
   CHECK(perm.word(1) == 0x0000118600000000);
 }
 
+TEST_CASE("F_WALK_EABT record") {
+  // Reason [79:64], PnU 97, InD 98, RnW 99, S2 103, CLASS [105:104], InputAddr [191:128] as in
+  // the translation faults; FetchAddr in words 6-7, [55:3] at [247:195]. [SPEC 7.3.12: the
+  // fields, "FetchAddr bits [55:OAS] are RES0", the S2/CLASS cases][QEMU commit "hw/arm/smmuv3:
+  // Correct EVT_SET_ADDR2 macro" (IHI 0070C 7.3.12-7.3.16): the fetch address "occupies the
+  // 32-bit words 6 and 7 in the event record contiguously", low bits clear by alignment;
+  // EVT_SET_RNW/PNU/IND/CLASS/ADDR shared with F_TRANSLATION]. A descriptor is 8-byte aligned,
+  // so [2:0] are not kept, as for F_STE_FETCH's FetchAddr[55:3] [SPEC 7.3.4 diagram].
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::Reason>() == at(79, 64));
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::PnU>() == at(97));
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::InD>() == at(98));
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::RnW>() == at(99));
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::S2>() == at(103));
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::CLASS>() == at(105, 104));
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::InputAddr>() == at(191, 128));
+  CHECK(bits_of<WalkEabtRecord, WalkEabtRecord::FetchAddr>() == at(247, 195));
+
+  // A stage 2 descriptor fetch of an input IPA aborted: event 0x0b, StreamID 7, no SSV; RnW
+  // (bit 35 of word 1), S2 (bit 39), CLASS IN (bits 41:40 = 0b10); InputAddr 0x8000_1000; the
+  // descriptor at 0x4000_0ff8.
+  EventRecord raw;
+  raw.set_word(0, 0x000000070000000b)
+      .set_word(1, 0x0000028800000000)
+      .set_word(2, 0x0000000080001000)
+      .set_word(3, 0x0000000040000ff8);
+  CHECK(raw.type() == num(EventType::F_WALK_EABT));
+  const auto w = descriptor_cast<WalkEabtRecord>(raw);
+  CHECK(w.get<WalkEabtRecord::StreamID>() == 7);
+  CHECK(w.get<WalkEabtRecord::SSV>() == 0);
+  CHECK(w.get<WalkEabtRecord::RnW>() == 1);
+  CHECK(w.get<WalkEabtRecord::S2>() == 1);
+  CHECK(w.get<WalkEabtRecord::CLASS>() == kClassIn);
+  CHECK(w.get<WalkEabtRecord::InputAddr>() == 0x80001000);
+  CHECK(w.get<WalkEabtRecord::FetchAddr>() == 0x40000ff8);
+}
+
 TEST_CASE("PRI queue records") {
   // StreamID [31:0], SubstreamID [51:32], Priv 58, X 59, R 60, W 61, Last 62, SSV 63,
   // PRGIndex [72:64], page address [127:76] [LNX PRIQ_0_SID/SSID/PERM_PRIV/PERM_EXEC/PERM_READ/

@@ -9,6 +9,7 @@ namespace {
 using arch::EventRecord;
 using arch::EventType;
 using arch::TranslationFaultRecord;
+using arch::WalkEabtRecord;
 
 constexpr uint64_t bits_below(unsigned n) {
   return n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;

@@ -11,11 +11,7 @@
 // for F_WALK_EABT, FetchAddr [55:3], the PA of the descriptor whose fetch or update aborted, in
 // place of the IPA (bits at and above the OAS RES0). Stall and STAG are 0: the model does not
 // stall transactions. Reason (IMPLEMENTATION DEFINED) is 0.
-//
-// F_WALK_EABT's FetchAddr is not declared in arch/smmuv3/event.h yet (its position is only in
-// the specification's figure). The model writes it at bits [247:195], where 7.3.4's table puts
-// the FetchAddr[55:3] of F_STE_FETCH (arch's FetchFaultRecord) and where 7.3.12's figure shows
-// the same field; WalkEabtRecord below declares that reading, for the model only.
+
 #pragma once
 
 #include <stdint.h>
@@ -26,23 +22,6 @@
 #include "testing/models/smmuv3/walk.h"
 
 namespace strata::sim::smmuv3 {
-
-// F_WALK_EABT (7.3.12), as the model writes it.
-struct WalkEabtRecord : reg::Descriptor<WalkEabtRecord, 4, "F_WALK_EABT"> {
-  using Type = arch::EventRecord::Type;
-  using SSV = arch::EventRecord::SSV;
-  using SubstreamID = arch::EventRecord::SubstreamID;
-  using StreamID = arch::EventRecord::StreamID;
-  using PnU = arch::TranslationFaultRecord::PnU;
-  using InD = arch::TranslationFaultRecord::InD;
-  using RnW = arch::TranslationFaultRecord::RnW;
-  using S2 = arch::TranslationFaultRecord::S2;
-  using CLASS = arch::TranslationFaultRecord::CLASS;
-  using InputAddr = arch::TranslationFaultRecord::InputAddr;
-  using FetchAddr = reg::Addr<247, 195, "FetchAddr">;  // descriptor PA [55:3]
-  using Fields = reg::FieldList<Type, SSV, SubstreamID, StreamID, PnU, InD, RnW, S2, CLASS,
-                                InputAddr, FetchAddr>;
-};
 
 // The event a walker fault type raises.
 arch::EventType fault_event_type(FaultType t);

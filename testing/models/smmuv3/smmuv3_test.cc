@@ -272,12 +272,12 @@ TEST_CASE("stage 1 faults: records with every field, and CD.R and CD.A") {
     const std::vector<EventRecord> ev = m.events();
     REQUIRE(ev.size() == 1);
     CHECK(type_of(ev[0]) == EventType::F_WALK_EABT);
-    const auto w = arch::descriptor_cast<WalkEabtRecord>(ev[0]);
-    CHECK(w.get<WalkEabtRecord::S2>() == 0);
-    CHECK(w.get<WalkEabtRecord::CLASS>() == arch::kClassTt);  // 7.3.12: stage 1, CLASS TT
-    CHECK(w.get<WalkEabtRecord::InputAddr>() == va);
-    CHECK(w.get<WalkEabtRecord::FetchAddr>() == test::kNowhere + ((va >> 30) & 511) * 8);
-    CHECK(w.get<WalkEabtRecord::RnW>() == 1);
+    const auto w = arch::descriptor_cast<arch::WalkEabtRecord>(ev[0]);
+    CHECK(w.get<arch::WalkEabtRecord::S2>() == 0);
+    CHECK(w.get<arch::WalkEabtRecord::CLASS>() == arch::kClassTt);  // 7.3.12: stage 1, CLASS TT
+    CHECK(w.get<arch::WalkEabtRecord::InputAddr>() == va);
+    CHECK(w.get<arch::WalkEabtRecord::FetchAddr>() == test::kNowhere + ((va >> 30) & 511) * 8);
+    CHECK(w.get<arch::WalkEabtRecord::RnW>() == 1);
   }
   SUBCASE("CD.R == 0: terminated, not recorded") {
     const uint64_t root = m.new_s1_root();
