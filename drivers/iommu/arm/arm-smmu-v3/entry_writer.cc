@@ -7,7 +7,16 @@
 namespace strata::arm_smmu_v3 {
 namespace {
 
-constexpr uint64_t kV = uint64_t{1} << 0;  // STE.V and CD.V (IHI 0070 5.2, 5.4)
+// The valid bit of word 0: the only bit an invalid (all-zero) entry uses. STE.V is bit 0 and
+// CD.V bit 31 (IHI 0070 5.2, 5.4), so it comes from the format, not from a constant.
+uint64_t valid_bit(const EntryWriter& w) {
+  const uint64_t zero[kEntryQwords] = {};
+  uint64_t used[kEntryQwords];
+  w.get_used(zero, used);
+  for (unsigned i = 1; i < kEntryQwords; i++) STRATA_BUG_ON(used[i] != 0);
+  STRATA_BUG_ON(used[0] == 0 || (used[0] & (used[0] - 1)) != 0);
+  return used[0];
+}
 
 void read_entry(const void* entry, uint64_t* out) {
   for (unsigned i = 0; i < kEntryQwords; i++)
@@ -66,7 +75,7 @@ EntryWriteStats write_entry(EntryWriter& writer, void* entry, const uint64_t* ta
     // Break before make. An invalid entry uses only V, so once V == 0 is visible every other
     // word may change in any order.
     stats.hitless = false;
-    update[0] = current[0] & ~kV;
+    update[0] = current[0] & ~valid_bit(writer);
     entry_set(writer, entry, update, 0, 1, stats);
     entry_set(writer, entry, target, 1, kEntryQwords - 1, stats);
     entry_set(writer, entry, target, 0, 1, stats);

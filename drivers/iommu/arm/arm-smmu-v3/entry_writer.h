@@ -18,8 +18,9 @@
 //     old configuration used and the new one ignores: write them, sync. The update is hitless:
 //     traffic never sees anything but the old or the new configuration.
 //  3. If more than one word is critical, no order is safe, so break before make: clear V
-//     (word 0 bit 0: the SMMU then treats the entry as invalid: C_BAD_STE / C_BAD_CD, the
-//     transaction aborts), sync, write words 1.., sync, write word 0, sync.
+//     (in word 0: STE.V is bit 0, CD.V bit 31; the SMMU then treats the entry as invalid:
+//     C_BAD_STE / C_BAD_CD, the transaction aborts), sync, write words 1.., sync, write word 0,
+//     sync.
 // A sync is issued only after a step that changed memory, so an unchanged entry costs none.
 //
 // What the writer needs from its user (EntryWriter): which bits of an entry its configuration
@@ -41,7 +42,8 @@ inline constexpr unsigned kEntryQwords = 8;
 class EntryWriter {
  public:
   // Sets used[i] to the bits of entry[i] that the SMMU uses for the configuration `entry`
-  // describes (CPU byte order). An entry with V == 0 uses only V.
+  // describes (CPU byte order). An entry with V == 0 uses only V, a bit of word 0: that is how
+  // the writer finds V.
   virtual void get_used(const uint64_t* entry, uint64_t* used) const = 0;
   // Makes the written words visible to the SMMU and its cached copies of the entry invalid,
   // and waits for that to complete.

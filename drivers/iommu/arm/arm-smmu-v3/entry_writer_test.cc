@@ -195,5 +195,51 @@ TEST_CASE("random transitions between every configuration") {
   CHECK(broken > 0);
 }
 
+// Regression: break-before-make cleared word 0 bit 0 whatever the format, but a CD's V is bit 31
+// (IHI 0070 5.4; bit 0 is T0SZ[0]), so a CD never became invalid in between. A format with V at
+// bit 31 and a field in bits [5:0] of word 0, like a CD.
+void cd_like_used(const uint64_t* e, uint64_t* used) {
+  for (unsigned i = 0; i < kEntryQwords; i++) used[i] = 0;
+  used[0] = uint64_t{1} << 31;
+  if (!(e[0] >> 31 & 1)) return;
+  used[0] = ~uint64_t{0};  // T0SZ-like bits [5:0], ASID-like bits [63:48], ...
+  used[1] = ~uint64_t{0};  // TTB0-like
+}
+
+struct CdLikeObserver final : EntryWriter {
+  uint64_t* mem;
+  bool saw_invalid = false;
+  bool saw_mix = false;
+  uint64_t old0, old1, new0, new1;
+  void get_used(const uint64_t* entry, uint64_t* used) const override { cd_like_used(entry, used); }
+  void sync() override {
+    const uint64_t w0 = dma_read64(mem), w1 = dma_read64(mem + 1);
+    if (!(w0 >> 31 & 1))
+      saw_invalid = true;
+    else if (!((w0 == old0 && w1 == old1) || (w0 == new0 && w1 == new1)))
+      saw_mix = true;
+  }
+};
+
+TEST_CASE("break-before-make clears the format's V bit, wherever it is") {
+  alignas(64) uint64_t mem[kEntryQwords] = {};
+  const uint64_t v = uint64_t{1} << 31;
+  CdLikeObserver obs;
+  obs.mem = mem;
+  obs.old0 = v | 0x10 | (uint64_t{1} << 48);  // T0SZ 16, ASID 1
+  obs.old1 = 0x40000000;
+  obs.new0 = v | 0x10 | (uint64_t{2} << 48);  // ASID 2
+  obs.new1 = 0x40100000;                      // and a new table: two critical words
+  dma_write64(mem, obs.old0);
+  dma_write64(mem + 1, obs.old1);
+  const uint64_t target[kEntryQwords] = {obs.new0, obs.new1};
+  const EntryWriteStats s = write_entry(obs, mem, target);
+  CHECK_FALSE(s.hitless);
+  CHECK(obs.saw_invalid);
+  CHECK_FALSE(obs.saw_mix);
+  CHECK(dma_read64(mem) == obs.new0);
+  CHECK(dma_read64(mem + 1) == obs.new1);
+}
+
 }  // namespace
 }  // namespace strata::arm_smmu_v3
