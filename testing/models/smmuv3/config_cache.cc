@@ -138,6 +138,24 @@ ConfigCache::Lookup ConfigCache::lookup(PhysMem& mem, const StreamTableRegs& reg
   return out;
 }
 
+ConfigCache::Lookup ConfigCache::lookup_ste(PhysMem& mem, const StreamTableRegs& regs,
+                                            const StreamRequest& req) {
+  Lookup out;
+  const uint64_t gen = generation();
+  ResultPtr ste_r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = stes_.find(req.sid); it != stes_.end()) ste_r = it->second;
+  }
+  if (ste_r) {
+    out.ste_hit = true;
+    out.result = with_header(std::move(ste_r), req);
+  } else {
+    out.result = fetch_ste(mem, regs, req, gen, out);
+  }
+  return out;
+}
+
 ConfigCache::ResultPtr ConfigCache::fetch_ste(PhysMem& mem, const StreamTableRegs& regs,
                                               const StreamRequest& req, uint64_t gen, Lookup& out) {
   if (!two_level(config_, regs)) {

@@ -77,6 +77,9 @@ class ConfigCache {
   // The configuration of `req`, through the cache. `regs` are the latched stream table
   // registers (the caller only looks up while SMMUEN == 1).
   Lookup lookup(PhysMem& mem, const StreamTableRegs& regs, const StreamRequest& req);
+  // The STE alone (steps 1-2 of stream.h), through the cache: what an ATS Translated
+  // transaction and a PRI auto-response's STE.PPAR check look at (3.9.1.3, 8.1).
+  Lookup lookup_ste(PhysMem& mem, const StreamTableRegs& regs, const StreamRequest& req);
 
   // The invalidations of 4.3. `regs` give the stream table geometry (SPLIT) for the L1STDs.
   void invalidate_ste(const StreamTableRegs& regs, uint32_t sid, bool leaf);

@@ -36,6 +36,8 @@ struct FrontCounters {
   std::atomic<uint64_t> config_misses{0};  // a lookup that read every structure from memory
   std::atomic<uint64_t> terminated{0};     // aborted or RAZ/WI
   std::atomic<uint64_t> events{0};         // records handed to the Event queue
+  std::atomic<uint64_t> ats_requests{0};   // ATS Translation Requests
+  std::atomic<uint64_t> translated{0};     // ATS Translated transactions
 
   // The owner's increment: no locked instruction, since no other thread writes.
   static void bump(std::atomic<uint64_t>& c) {

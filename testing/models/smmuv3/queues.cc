@@ -605,10 +605,15 @@ PriResult Queues::record_page_request(const arch::PriRecord& request) {
   std::lock_guard<std::mutex> lock(priq_mu_);
   OutQueue& q = priq_;
   const bool last = request.get<PriRecord::Last>();
+  // A Stop Marker (chapter 8: a PASID, Last == 1, W == R == 0) gets no response, automatic or
+  // not (8.1, 8.2): where a Page Request would be answered, it is only discarded.
+  const bool stop_marker = request.get<PriRecord::SSV>() && last && !request.get<PriRecord::R>() &&
+                           !request.get<PriRecord::W>();
   // 8.2: with the effective PRIQEN 0 or PRIQ_ABT_ERR active, every request is discarded with
   // an automatic Response Failure.
   if (!config_.pri || !q.enabled || (regs_.active_gerrors() & GERROR::PRIQ_ABT_ERR::kMask)) {
     counters_.pri_discarded++;
+    if (stop_marker) return PriResult{.kind = PriResult::Kind::kDiscarded};
     return PriResult{.kind = PriResult::Kind::kAutoResponse,
                      .response_code = PriResult::kResponseFailure};
   }
@@ -639,7 +644,8 @@ PriResult Queues::record_page_request(const arch::PriRecord& request) {
     // Success response (whether it carries the PASID depends on IDR3.PPS and STE.PPAR, which
     // the caller decides), and with LO its interrupt.
     counters_.pri_discarded++;
-    if (!last) return PriResult{.kind = PriResult::Kind::kDiscarded, .overflow = true};
+    if (!last || stop_marker)
+      return PriResult{.kind = PriResult::Kind::kDiscarded, .overflow = true};
     if (last_only) queue_irq(IrqKind::kPriq);
     return PriResult{.kind = PriResult::Kind::kAutoResponse,
                      .response_code = PriResult::kSuccess,
@@ -652,6 +658,7 @@ PriResult Queues::record_page_request(const arch::PriRecord& request) {
       // 8.2: a synchronous abort answers the request with a Response Failure.
       counters_.pri_discarded++;
       raise_gerror(GERROR::PRIQ_ABT_ERR::kMask);
+      if (stop_marker) return PriResult{.kind = PriResult::Kind::kDiscarded};
       return PriResult{.kind = PriResult::Kind::kAutoResponse,
                        .response_code = PriResult::kResponseFailure};
     }

@@ -30,8 +30,9 @@
 //  - The PRI queue producer (record_page_request, chapter 8): while the effective PRIQEN
 //    (PRIQEN and SMMUEN) is 0 or PRIQ_ABT_ERR is active every request is discarded with an
 //    automatic Response Failure; a full queue enters overflow (PROD.OVFLG), and while it lasts
-//    requests are discarded, Last ones with an automatic Success response (8.1). The interrupt
-//    follows PRIQ_IRQ_CFG2.LO: on empty to non-empty, or on every request with Last set.
+//    requests are discarded, Last ones with an automatic Success response (8.1). Stop Markers
+//    are never answered. The interrupt follows PRIQ_IRQ_CFG2.LO: on empty to non-empty, or on
+//    every request with Last set.
 //  - Interrupts (3.18): each of GERROR, EVENTQ and PRIQ, when enabled in IRQ_CTRLACK, pulses
 //    its wired line (when one is connected) and sends an MSI of *_IRQ_CFG1 to *_IRQ_CFG0
 //    (when MSIs are supported and the address is not zero); an aborted MSI activates the
@@ -46,8 +47,8 @@
 // (a stall record that finds the queue unwritable is handed back, and holding and retrying it
 // is the caller's job); the PASID of an overflow auto-response (it depends on STE.PPAR, which is
 // the caller's to read); memory attributes (CR1, *_IRQ_CFG2 and CMD_SYNC MSIAttr/MSH are
-// stored but every access is coherent); asynchronous external aborts; the PRI automatic
-// responses are reported to the caller, not sent anywhere.
+// stored but every access is coherent); asynchronous external aborts. The PRI automatic
+// responses are reported to the caller, which sends them (Smmuv3::page_request, ats.h).
 //
 // Interrupts are delivered after the model has dropped its locks, on the thread that caused
 // them, before the entry point that caused them returns (a register write in kSync, process()

@@ -31,35 +31,6 @@ thread_local ThreadFront t_front;
 
 void bump(std::atomic<uint64_t>& c) { FrontCounters::bump(c); }
 
-// A writable-clean leaf (hardware dirty state on): a write must walk, so that the walk makes
-// the descriptor dirty before the write is done (IHI 0070 3.13.3).
-bool clean_for_write(const TlbEntry& e) {
-  const bool s1 = e.has_s1() && e.s1.hd && e.tr.s1_perm.DBM && (e.tr.s1_perm.AP & 2);
-  const bool s2 = e.has_s2() && e.s2.hd && e.tr.s2_perm.DBM && !(e.tr.s2_perm.S2AP & 2);
-  return s1 || s2;
-}
-
-// The Permission fault a cached entry gives `access`, or a fault of type none.
-Fault check_permissions(const TlbEntry& e, uint64_t iova, Access access) {
-  Fault f;
-  unsigned stage = 0;
-  if (e.has_s1() && !s1_permits(e.s1, e.tr.s1_perm, access))
-    stage = 1;
-  else if (e.has_s2() && !s2_permits(e.s2, e.tr.s2_perm, access))
-    stage = 2;
-  if (!stage) return f;
-  f.type = FaultType::permission;
-  f.stage = static_cast<uint8_t>(stage);
-  f.cls = FaultClass::in;
-  f.level = static_cast<int8_t>(stage == 1 ? e.tr.s1_level : e.tr.s2_level);
-  f.RnW = !access.write;
-  f.InD = access.instr && !access.write;
-  f.PnU = access.priv;
-  f.input_addr = iova;
-  if (stage == 2) f.ipa = e.ipa_of(iova);
-  return f;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Smmuv3>> Smmuv3::create(const Config& config, PhysMem& mem,
@@ -111,6 +82,8 @@ void Smmuv3::reset() {
   }
   config_cache_.invalidate_all();
   tlb_.invalidate_all();
+  atc_invs_->retire_all();
+  atschk_.store(false);
   vmw_reported_.store(false);
   if (!make_queues().ok()) STRATA_BUG("smmuv3 model: Queues::create failed on reset");
 }
@@ -125,6 +98,10 @@ void Smmuv3::cr0_updated(uint32_t old_ack, uint32_t new_ack) {
     strtab_ = StreamTableRegs::read(*regs_);
   }
   if (now != was) smmuen_.store(now, std::memory_order_release);
+  // ATSCHK is read from here on by the Translated transactions and Translation Requests that
+  // look at STE.EATS (3.9.2: "STEs (pre)fetched after this point" use the new value; the model
+  // caches no ATSCHK, so every later one does).
+  atschk_.store(CR0::ATSCHK::extract(new_ack) != 0, std::memory_order_release);
   if (CR0::VMW::extract(new_ack) != 0 && !vmw_reported_.exchange(true))
     regs_->report_unimplemented("SMMU_CR0.VMW: VMID wildcards (VMIDs match exactly)");
 }
@@ -161,6 +138,7 @@ void Smmuv3::terminate_silently(Translated& t) {
 }
 
 void Smmuv3::resolve(const DmaRequest& req, FrontCache& f, Translated& t, Source& source) {
+  if (req.translated) return resolve_translated(req, f, t, source);
   FrontCounters& c = f.counters;
   if (!smmuen_.load(std::memory_order_acquire)) {
     // 3.4, 6.3.14: SMMUEN == 0, traffic follows GBPA; an address beyond the OAS aborts, with no
@@ -316,16 +294,21 @@ void Smmuv3::finish(Translated& t, const DmaRequest& req, Source source, FrontCa
   }
   if (source == Source::none || !oracle_.load(std::memory_order_relaxed)) return;
   const Outcome served = outcome_of(t);
-  const Outcome fresh = fresh_outcome(req);
+  const Outcome fresh = req.translated ? fresh_translated_outcome(req) : fresh_outcome(req);
   if (served == fresh) return;
-  StaleReport report{.req = req,
-                     .source = source == Source::tlb ? "TLB" : "configuration cache",
-                     .cached = describe(served),
-                     .fresh = describe(fresh)};
+  keep_report(StaleReport{.req = req,
+                          .source = source == Source::tlb ? "TLB" : "configuration cache",
+                          .cached = describe(served),
+                          .fresh = describe(fresh)});
+}
+
+void Smmuv3::keep_report(StaleReport report) {
+  const DmaRequest& req = report.req;
   dev_log(LogLevel::notice, regs_->name(),
-          "oracle: stale translation, StreamID {:#x} SSV {} SubstreamID {:#x} address {:#x}: {} "
-          "served {}, memory gives {}",
-          req.sid, int{req.ssv}, req.ssid, req.iova, report.source, report.cached, report.fresh);
+          "oracle: stale translation, StreamID {:#x} SSV {} SubstreamID {:#x} address {:#x}{}: "
+          "{} served {}, memory gives {}",
+          req.sid, int{req.ssv}, req.ssid, req.iova, req.translated ? " (Translated)" : "",
+          report.source, report.cached, report.fresh);
   stale_count_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(reports_mu_);
   reports_.push_back(std::move(report));
@@ -388,26 +371,36 @@ std::string Smmuv3::describe(const Outcome& o) {
 
 DmaResult Smmuv3::dma_read(uint32_t sid, bool ssv, uint32_t ssid, uint64_t iova, void* buf,
                            size_t len, Access access) {
-  access.write = false;
-  return dma(sid, ssv, ssid, iova, static_cast<uint8_t*>(buf), len, access, false);
+  return dma_read(DmaRequest{.sid = sid, .ssv = ssv, .ssid = ssid, .iova = iova, .access = access},
+                  buf, len);
 }
 
 DmaResult Smmuv3::dma_write(uint32_t sid, bool ssv, uint32_t ssid, uint64_t iova, const void* buf,
                             size_t len, Access access) {
-  access.write = true;
-  access.instr = false;
-  // Only read from: the const is dropped to share the page loop with dma_read.
-  return dma(sid, ssv, ssid, iova, static_cast<uint8_t*>(const_cast<void*>(buf)), len, access,
-             true);
+  return dma_write(DmaRequest{.sid = sid, .ssv = ssv, .ssid = ssid, .iova = iova, .access = access},
+                   buf, len);
 }
 
-DmaResult Smmuv3::dma(uint32_t sid, bool ssv, uint32_t ssid, uint64_t iova, uint8_t* buf,
-                      size_t len, Access access, bool write) {
+DmaResult Smmuv3::dma_read(const DmaRequest& req, void* buf, size_t len) {
+  DmaRequest r = req;
+  r.access.write = false;
+  return dma(r, static_cast<uint8_t*>(buf), len, false);
+}
+
+DmaResult Smmuv3::dma_write(const DmaRequest& req, const void* buf, size_t len) {
+  DmaRequest r = req;
+  r.access.write = true;
+  r.access.instr = false;
+  // Only read from: the const is dropped to share the page loop with dma_read.
+  return dma(r, static_cast<uint8_t*>(const_cast<void*>(buf)), len, true);
+}
+
+DmaResult Smmuv3::dma(const DmaRequest& first, uint8_t* buf, size_t len, bool write) {
   FrontCache& f = front();
   DmaResult res;
   while (res.done < len) {
-    const DmaRequest req{
-        .sid = sid, .ssv = ssv, .ssid = ssid, .iova = iova + res.done, .access = access};
+    DmaRequest req = first;
+    req.iova = first.iova + res.done;
     Source source = Source::none;
     Translated t;
     gate_enter();
@@ -540,11 +533,14 @@ ExecStatus Smmuv3::execute(const Command& cmd) {
       tlb_invalidated_.fetch_add(tlb_.invalidate(scope), std::memory_order_relaxed);
       break;
     }
-    case Opcode::CMD_ATC_INV:   // no ATC is modelled: nothing cached to invalidate
-    case Opcode::CMD_PRI_RESP:  // page requests are not answered by this model yet
-    case Opcode::CMD_RESUME:    // no transaction is ever stalled
+    case Opcode::CMD_ATC_INV: execute_atc_inv(cmd); break;
+    case Opcode::CMD_PRI_RESP: execute_pri_resp(cmd); break;
+    case Opcode::CMD_RESUME:  // no transaction is ever stalled
     case Opcode::CMD_STALL_TERM: break;
     case Opcode::CMD_SYNC:
+      // 3.9.1.4, 4.5.1: complete once every earlier CMD_ATC_INV has its Invalidate Completion;
+      // one that never comes stops the queue with CERROR_ATC_INV_SYNC.
+      if (!wait_atc_invalidations()) return ExecStatus::kAtcInvTimeout;
       // 3.21.1, 4.7.3: complete once every transaction that may have used an invalidated entry
       // is done. The invalidations above finished inside execute(); DMA still in flight is not.
       gate_drain();
@@ -574,11 +570,20 @@ Smmuv3Counters Smmuv3::counters() const {
       out.config_misses += get(c.config_misses);
       out.terminated += get(c.terminated);
       out.events += get(c.events);
+      out.ats_translation_requests += get(c.ats_requests);
+      out.ats_translated += get(c.translated);
     }
   }
   out.tlb_invalidated = tlb_invalidated_.load(std::memory_order_relaxed);
   out.tlb_hint_mismatches = tlb_.hint_mismatches();
   out.stale_reports = stale_count_.load(std::memory_order_relaxed);
+  out.atc_invalidations_delivered = atc_inv_delivered_.load(std::memory_order_relaxed);
+  out.atc_invalidations_dropped = atc_inv_dropped_.load(std::memory_order_relaxed);
+  out.atc_invalidation_timeouts = atc_invs_->timed_out();
+  out.atc_invalidations_late = atc_invs_->late();
+  out.page_requests = page_requests_.load(std::memory_order_relaxed);
+  out.prg_responses_delivered = prg_delivered_.load(std::memory_order_relaxed);
+  out.prg_responses_dropped = prg_dropped_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < out.commands.size(); ++i)
     out.commands[i] = commands_[i].load(std::memory_order_relaxed);
   return out;

@@ -5,7 +5,7 @@
 // driver would, through Mmio and the CPU's view of RAM. Deliberately not the driver.
 //
 // Memory map (RAM at kRamBase):
-//   +1 MiB   Command queue           +2 MiB  Event queue
+//   +1 MiB   Command queue           +2 MiB  Event queue         +3 MiB  PRI queue
 //   +4 MiB   stream tables and CDs (PA)
 //   +8 MiB   stage-1 tables (PA)     +16 MiB stage-2 tables
 //   +32 MiB  guest memory: CDs and stage-1 tables of nested streams, seen at IPA kGuestIpa
@@ -44,6 +44,7 @@ inline constexpr phys_addr_t kRamBase = 0x4000'0000;
 inline constexpr uint64_t kRamSize = uint64_t{256} << 20;
 inline constexpr phys_addr_t kCmdqPa = kRamBase + (1 << 20);
 inline constexpr phys_addr_t kEventqPa = kRamBase + (2 << 20);
+inline constexpr phys_addr_t kPriqPa = kRamBase + (3 << 20);
 inline constexpr phys_addr_t kStructPa = kRamBase + (4 << 20);
 inline constexpr phys_addr_t kS1Pa = kRamBase + (8 << 20);
 inline constexpr phys_addr_t kS2Pa = kRamBase + (16 << 20);
@@ -145,6 +146,29 @@ inline arch::CmdCfgiCd cfgi_cd(uint32_t sid, uint32_t ssid, bool leaf = true) {
 inline arch::CmdCfgiCdAll cfgi_cd_all(uint32_t sid) {
   return arch::CmdCfgiCdAll::make().set<arch::CmdCfgiCdAll::StreamID>(sid);
 }
+// CMD_ATC_INV of 4 KB * 2^size at `addr` (4.5.1).
+inline arch::CmdAtcInv atc_inv(uint32_t sid, uint64_t addr, unsigned size = 0, bool ssv = false,
+                               uint32_t ssid = 0, bool global = false) {
+  using A = arch::CmdAtcInv;
+  return A::make()
+      .set<A::StreamID>(sid)
+      .set<A::SSV>(ssv)
+      .set<A::SubstreamID>(ssid)
+      .set<A::Global>(global)
+      .set<A::Size>(size)
+      .set<A::Address>(addr & ~uint64_t{0xfff});
+}
+// CMD_PRI_RESP (4.5.2); `resp` is arch::kPriResp*.
+inline arch::CmdPriResp pri_resp(uint32_t sid, uint32_t prgi, uint64_t resp, bool ssv = false,
+                                 uint32_t ssid = 0) {
+  using P = arch::CmdPriResp;
+  return P::make()
+      .set<P::StreamID>(sid)
+      .set<P::SSV>(ssv)
+      .set<P::SubstreamID>(ssid)
+      .set<P::PRGIndex>(prgi)
+      .set<P::Resp>(resp);
+}
 inline arch::CmdTlbi tlbi(arch::Opcode op, uint16_t vmid = 0, uint16_t asid = 0,
                           uint64_t addr = 0) {
   arch::CmdTlbi t = arch::CmdTlbi::make(op);
@@ -169,6 +193,7 @@ class Machine {
     bool oracle = true;
     unsigned tlb_sets = 64;
     unsigned tlb_ways = 4;
+    std::chrono::milliseconds atc_inv_timeout{10000};
   };
 
   Machine() : Machine(Setup{}) {}
@@ -180,7 +205,8 @@ class Machine {
                                             .name = "smmu-test",
                                             .tlb_sets = setup.tlb_sets,
                                             .tlb_ways = setup.tlb_ways,
-                                            .oracle = setup.oracle});
+                                            .oracle = setup.oracle,
+                                            .atc_inv_timeout = setup.atc_inv_timeout});
     REQUIRE(s.ok());
     smmu = s.release_value();
     io = Mmio::model(smmu->regs(), arch::kRegisterSpaceBytes);
@@ -322,6 +348,36 @@ class Machine {
     prod = evt_cons = 0;
     REQUIRE(enable(arch::CR0::CMDQEN::kMask | arch::CR0::EVENTQEN::kMask));
   }
+  // The PRI queue, 2^log2size entries, and PRIQEN (effective once SMMUEN is set).
+  void setup_priq(unsigned log2size = kQs) {
+    priq_qs = log2size;
+    arch::PRIQ_BASE::from_value(0)
+        .set<arch::PRIQ_BASE::ADDR>(kPriqPa)
+        .set<arch::PRIQ_BASE::LOG2SIZE>(log2size)
+        .write_to(io);
+    writel(0, arch::PRIQ_PROD::kOffset);
+    writel(0, arch::PRIQ_CONS::kOffset);
+    pri_cons = 0;
+    REQUIRE(enable(arch::CR0::PRIQEN::kMask));
+  }
+  // Every PRI queue record written since the last call, consumed as a driver does (an overflow
+  // is acknowledged with the same CONS write, 8.1).
+  std::vector<arch::PriRecord> pri_records() {
+    std::vector<arch::PriRecord> out;
+    const uint32_t pri_prod = readl(arch::PRIQ_PROD::kOffset);
+    while (!arch::queue_empty(pri_prod, pri_cons, priq_qs)) {
+      auto* p = static_cast<uint8_t*>(
+          mem().host_ptr(kPriqPa + uint64_t{arch::queue_index(pri_cons, priq_qs)} * 16, 16));
+      REQUIRE(p != nullptr);
+      arch::PriRecord r;
+      for (unsigned i = 0; i < arch::PriRecord::kWords; ++i) r.set_word(i, dma_read64(p + 8 * i));
+      out.push_back(r);
+      pri_cons = arch::queue_advance(pri_cons, 1, priq_qs);
+    }
+    writel(pri_cons | (pri_prod & arch::PRIQ_PROD::OVFLG::kMask), arch::PRIQ_CONS::kOffset);
+    return out;
+  }
+
   // Queues, a linear stream table of 2^log2size STEs and SMMUEN.
   void start(unsigned log2size = 6) {
     setup_queues();
@@ -399,7 +455,8 @@ class Machine {
   Tables guest{platform_mem(), kGuestPa, kGuestSize, kGuestPa - kGuestIpa};
   uint64_t strtab = 0;
   bool two_level = false;
-  uint32_t prod = 0, evt_cons = 0;
+  uint32_t prod = 0, evt_cons = 0, pri_cons = 0;
+  unsigned priq_qs = kQs;
 
  private:
   static std::unique_ptr<Platform> make_platform() {

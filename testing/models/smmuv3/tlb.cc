@@ -48,6 +48,32 @@ uint64_t tlb_tag_address(const Stage1& s1, uint64_t va) {
   return s1.tt[(va >> 55) & 1].tbi ? sign_extend_55(va) : va;
 }
 
+bool clean_for_write(const TlbEntry& e) {
+  const bool s1 = e.has_s1() && e.s1.hd && e.tr.s1_perm.DBM && (e.tr.s1_perm.AP & 2);
+  const bool s2 = e.has_s2() && e.s2.hd && e.tr.s2_perm.DBM && !(e.tr.s2_perm.S2AP & 2);
+  return s1 || s2;
+}
+
+Fault check_permissions(const TlbEntry& e, uint64_t addr, Access access) {
+  Fault f;
+  unsigned stage = 0;
+  if (e.has_s1() && !s1_permits(e.s1, e.tr.s1_perm, access))
+    stage = 1;
+  else if (e.has_s2() && !s2_permits(e.s2, e.tr.s2_perm, access))
+    stage = 2;
+  if (!stage) return f;
+  f.type = FaultType::permission;
+  f.stage = static_cast<uint8_t>(stage);
+  f.cls = FaultClass::in;
+  f.level = static_cast<int8_t>(stage == 1 ? e.tr.s1_level : e.tr.s2_level);
+  f.RnW = !access.write;
+  f.InD = access.instr && !access.write;
+  f.PnU = access.priv;
+  f.input_addr = addr;
+  if (stage == 2) f.ipa = e.ipa_of(addr);
+  return f;
+}
+
 TlbEntry make_tlb_entry(const TlbContext& ctx, uint64_t addr, const Translation& tr,
                         const Stage1* s1, const Stage2* s2) {
   TlbEntry e;

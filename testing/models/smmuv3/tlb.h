@@ -110,6 +110,14 @@ struct TlbEntry {
 TlbEntry make_tlb_entry(const TlbContext& ctx, uint64_t addr, const Translation& tr,
                         const Stage1* s1, const Stage2* s2);
 
+// A writable-clean leaf (hardware dirty state on): a write must walk, so that the walk makes
+// the descriptor dirty before the write is done (IHI 0070 3.13.3).
+bool clean_for_write(const TlbEntry& e);
+
+// The Permission fault a cached entry gives `access` at `addr` (CLASS IN, the first stage that
+// refuses), or a fault of type none.
+Fault check_permissions(const TlbEntry& e, uint64_t addr, Access access);
+
 // The input address a stage-1 entry is tagged with: with TBI for the half VA[55] selects, bits
 // [63:56] are taken as copies of bit 55 (IHI 0070 3.4.1), so tagged pointers share entries.
 uint64_t tlb_tag_address(const Stage1& s1, uint64_t va);
