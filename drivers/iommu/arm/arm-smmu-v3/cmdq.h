@@ -106,6 +106,7 @@
 #include "arch/result.h"
 #include "arch/smmuv3/cmd.h"
 #include "arch/smmuv3/defs.h"
+#include "drivers/iommu/arm/arm-smmu-v3/features.h"
 
 namespace strata::arm_smmu_v3 {
 
@@ -322,7 +323,7 @@ class Cmdq {
 // One thread uses a batch; it is not reusable across Cmdqs.
 class CmdqBatch {
  public:
-  static constexpr size_t kMaxCommands = 64;
+  static constexpr size_t kMaxCommands = kCmdqBatchEntries;  // features.h: the queue fits two
 
   explicit CmdqBatch(Cmdq& cmdq) : cmdq_(cmdq) {}
   CmdqBatch(const CmdqBatch&) = delete;
