@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: MIT
+// Domains (Linux's arm_smmu_domain_alloc_paging & co, arm_smmu_tlb_inv_range_domain): stage-1
+// and stage-2 paging over //core/io-pgtable, identity, blocked and nested, and the
+// invalidations that follow their changes.
+#include "arch/log.h"
+#include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
+#include "drivers/iommu/arm/arm-smmu-v3/cd_lib.h"
+
+namespace strata::arm_smmu_v3 {
+
+namespace hw = ::strata::smmuv3;
+
+namespace {
+
+// The tlb_inv functions write into a CmdqBatch.
+class BatchSink final : public CmdSink {
+ public:
+  explicit BatchSink(CmdqBatch& batch) : batch_(batch) {}
+  Result<void> add(const hw::Command& cmd) override {
+    batch_.add(cmd);
+    return {};
+  }
+
+ private:
+  CmdqBatch& batch_;
+};
+
+}  // namespace
+
+ArmSmmuDomain::ArmSmmuDomain(ArmSmmuV3& smmu, DomainType type, Stage stage)
+    : Domain(smmu, type), smmu_(smmu), stage_(stage) {}
+
+ArmSmmuDomain::~ArmSmmuDomain() {
+  // The core detached it everywhere; Domain's destructor checks users().
+  STRATA_BUG_ON(!devices_.empty());
+  if (pgtbl_) {
+    // Nothing cached may outlive the tables or the tag (Linux's arm_smmu_domain_free_paging
+    // invalidates the ASID or VMID before freeing it).
+    invalidate(0, 0, 0, false, true);
+    pgtbl_.reset();
+  }
+  if (stage_ == Stage::s1 && asid_) smmu_.asids_.free(asid_);
+  if (owns_vmid_) smmu_.vmids_.free(vmid_);
+}
+
+Result<void> ArmSmmuDomain::init_paging(Device& dev, uint32_t flags) {
+  (void)dev;
+  const ArmSmmuFeatures& f = smmu_.features_;
+  IoPgtableFmt fmt;
+  pgtbl_cfg_.pgsize_bitmap = f.pgsize_bitmap;
+  pgtbl_cfg_.coherent_walk = f.coherent && smmu_.config_.dma->coherent();
+  pgtbl_cfg_.dma = smmu_.config_.dma;
+  pgtbl_cfg_.tlb = &flush_ops_;
+  pgtbl_cfg_.cookie = this;
+  flush_ops_.tlb_flush_walk = &ArmSmmuDomain::tlb_flush_walk;
+  if (stage_ == Stage::s1) {
+    fmt = IoPgtableFmt::arm_64_lpae_s1;
+    pgtbl_cfg_.ias = f.va_bits < 48 ? f.va_bits : 48;
+    pgtbl_cfg_.oas = f.ias;
+    asid_ = static_cast<uint16_t>(STRATA_TRY(smmu_.asids_.alloc()));
+  } else {
+    fmt = IoPgtableFmt::arm_64_lpae_s2;
+    pgtbl_cfg_.ias = f.ias;
+    pgtbl_cfg_.oas = f.oas;
+    vmid_ = static_cast<uint16_t>(STRATA_TRY(smmu_.vmids_.alloc()));
+    owns_vmid_ = true;
+  }
+  if (flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) pgtbl_cfg_.quirks |= IO_PGTABLE_QUIRK_DIRTY;
+  pgtbl_ = STRATA_TRY(IoPgtable::alloc(fmt, pgtbl_cfg_));
+  if (stage_ == Stage::s1) cd_ = STRATA_TRY(make_s1_cd(pgtbl_cfg_, asid_));
+  pgsize_bitmap_ = pgtbl_cfg_.pgsize_bitmap;
+  geometry_.aperture_start = 0;
+  geometry_.aperture_end = (uint64_t{1} << pgtbl_cfg_.ias) - 1;
+  geometry_.force_aperture = true;
+  return {};
+}
+
+Result<Box<Domain>> ArmSmmuV3::domain_alloc_paging(Device& dev, DomainType type, uint32_t flags) {
+  if (flags & ~(IOMMU_DOMAIN_ALLOC_NEST_PARENT | IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING))
+    return Error(-EOPNOTSUPP);
+  if ((flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) && !features_.hw_dirty) return Error(-EOPNOTSUPP);
+  // A nest parent is a stage-2 table (the guest owns stage 1); otherwise stage 1 when the
+  // SMMU has it, as Linux prefers.
+  ArmSmmuDomain::Stage stage = ArmSmmuDomain::Stage::s1;
+  if (flags & IOMMU_DOMAIN_ALLOC_NEST_PARENT) {
+    if (!features_.nesting) return Error(-EOPNOTSUPP);
+    stage = ArmSmmuDomain::Stage::s2;
+  } else if (!features_.trans_s1) {
+    stage = ArmSmmuDomain::Stage::s2;
+  }
+  Box<ArmSmmuDomain> d = STRATA_TRY(make_box<ArmSmmuDomain>(*this, type, stage));
+  STRATA_TRY(d->init_paging(dev, flags));
+  return Box<Domain>(std::move(d));
+}
+
+Result<Box<Domain>> ArmSmmuV3::domain_alloc_identity(Device& dev) {
+  (void)dev;
+  Box<ArmSmmuDomain> d = STRATA_TRY(
+      make_box<ArmSmmuDomain>(*this, DomainType::identity, ArmSmmuDomain::Stage::bypass));
+  return Box<Domain>(std::move(d));
+}
+
+Result<Box<Domain>> ArmSmmuV3::domain_alloc_blocked(Device& dev) {
+  (void)dev;
+  Box<ArmSmmuDomain> d =
+      STRATA_TRY(make_box<ArmSmmuDomain>(*this, DomainType::blocked, ArmSmmuDomain::Stage::abort));
+  return Box<Domain>(std::move(d));
+}
+
+// The guest's STE words (Linux's arm_smmu_domain_alloc_nesting): checked now by building the
+// STE they would give, so that attach cannot fail on them later.
+Result<Box<Domain>> ArmSmmuV3::domain_alloc_nested(Device& dev, Domain& parent, const void* data,
+                                                   size_t len) {
+  (void)dev;
+  if (len != sizeof(ArmSmmuNestedData) || !data) return Error(-EINVAL);
+  auto& s2 = static_cast<ArmSmmuDomain&>(parent);
+  if (s2.stage() != ArmSmmuDomain::Stage::s2 || !s2.nest_parent()) return Error(-EINVAL);
+  ArmSmmuNestedData guest;
+  memcpy(&guest, data, sizeof(guest));
+  STRATA_TRY(
+      make_nested_ste(ste_features(), s2.pgtbl_cfg(), SteNested{.s2 = {.vmid = s2.vmid()}}, guest));
+  Box<ArmSmmuDomain> d =
+      STRATA_TRY(make_box<ArmSmmuDomain>(*this, DomainType::nested, ArmSmmuDomain::Stage::nested));
+  d->guest_ = guest;
+  d->vmid_ = s2.vmid();
+  return Box<Domain>(std::move(d));
+}
+
+Result<void> ArmSmmuDomain::attach_dev(Device& dev) {
+  auto* master = static_cast<ArmSmmuMaster*>(dev.iommu_priv());
+  if (!master || &master->smmu != &smmu_) return Error(-ENODEV);
+  return smmu_.attach(*master, *this);
+}
+
+Result<void> ArmSmmuDomain::set_dev_pasid(Device& dev, ioasid_t pasid, Domain* old) {
+  auto* master = static_cast<ArmSmmuMaster*>(dev.iommu_priv());
+  if (!master || &master->smmu != &smmu_) return Error(-ENODEV);
+  return smmu_.attach_pasid(*master, *this, pasid, static_cast<ArmSmmuDomain*>(old));
+}
+
+Result<size_t> ArmSmmuDomain::map_pages(uint64_t iova, phys_addr_t paddr, size_t pgsize,
+                                        size_t pgcount, int prot) {
+  if (!pgtbl_) return Error(-EINVAL);
+  return pgtbl_->map_pages(iova, paddr, pgsize, pgcount, prot);
+}
+
+Result<size_t> ArmSmmuDomain::unmap_pages(uint64_t iova, size_t pgsize, size_t pgcount,
+                                          IotlbGather& gather) {
+  if (!pgtbl_) return Error(-EINVAL);
+  return pgtbl_->unmap_pages(iova, pgsize, pgcount, gather);
+}
+
+Result<phys_addr_t> ArmSmmuDomain::iova_to_phys(uint64_t iova) {
+  if (!pgtbl_) return Error(-EINVAL);
+  return pgtbl_->iova_to_phys(iova);
+}
+
+TlbTag ArmSmmuDomain::tlb_tag() const {
+  if (stage_ == Stage::s1) return TlbTag{.kind = TlbTag::Kind::s1, .asid = asid_};
+  return TlbTag{.kind = nest_parent() ? TlbTag::Kind::s2_nest_parent : TlbTag::Kind::s2,
+                .vmid = vmid_};
+}
+
+// TLB first, then the ATCs: an ATS Translation Request that misses the ATC after its
+// invalidation must not refill it from a stale TLB entry (3.9.1.1; Linux's
+// arm_smmu_tlb_inv_range_domain). Each batch is one CMD_SYNC.
+void ArmSmmuDomain::invalidate(uint64_t iova, uint64_t size, uint64_t granule, bool leaf,
+                               bool all) {
+  {
+    CmdqBatch batch(*smmu_.cmdq_);
+    BatchSink sink(batch);
+    auto r =
+        all ? arm_smmu_tlb_inv_all(sink, tlb_tag())
+            : arm_smmu_tlb_inv_range(sink, smmu_.features_, tlb_tag(),
+                                     TlbInvRange{.iova = iova,
+                                                 .size = size,
+                                                 .granule = granule,
+                                                 .tg_shift = static_cast<unsigned>(
+                                                     __builtin_ctzll(pgtbl_cfg_.pgsize_bitmap)),
+                                                 .leaf = leaf});
+    if (r.ok()) r = batch.submit();
+    smmu_.counters_.tlb_syncs.fetch_add(1, std::memory_order_relaxed);
+    if (!r.ok()) dev_err(smmu_.config_.name, "TLB invalidation failed: {}", r.error().code());
+  }
+  if (nr_ats_attachments_.load(std::memory_order_acquire) == 0) return;
+  CmdqBatch batch(*smmu_.cmdq_);
+  {
+    Guard g(devices_lock_);
+    for (ArmSmmuAttachment& a : devices_) {
+      if (!a.master->ats) continue;
+      for (unsigned i = 0; i < a.master->num_streams; i++) {
+        batch.add(arm_smmu_atc_inv_cmd(a.master->streams[i].sid, a.ssid != 0, a.ssid,
+                                       all ? 0 : iova, all ? UINT64_MAX : size));
+        smmu_.counters_.atc_invalidations.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+  if (auto r = batch.submit(); !r.ok())
+    dev_err(smmu_.config_.name, "ATC invalidation failed: {}", r.error().code());
+}
+
+void ArmSmmuDomain::iotlb_sync(IotlbGather& gather) {
+  if (gather.empty() || !pgtbl_) return;
+  invalidate(gather.start(), gather.size(), gather.granule(), gather.leaf_only(), false);
+}
+
+void ArmSmmuDomain::flush_iotlb_all() {
+  if (pgtbl_) invalidate(0, 0, 0, false, true);
+}
+
+// io-pgtable freed or replaced a table (non-leaf entries changed): the walk caches too.
+void ArmSmmuDomain::tlb_flush_walk(uint64_t iova, size_t size, size_t granule, void* cookie) {
+  static_cast<ArmSmmuDomain*>(cookie)->invalidate(iova, size, granule, false, false);
+}
+
+Result<void> ArmSmmuDomain::add_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
+  ArmSmmuAttachment* a = STRATA_TRY(make_box<ArmSmmuAttachment>()).release();
+  a->master = &master;
+  a->ssid = ssid;
+  Guard g(devices_lock_);
+  devices_.push_back(*a);
+  if (master.ats) nr_ats_attachments_.fetch_add(1, std::memory_order_release);
+  return {};
+}
+
+void ArmSmmuDomain::remove_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
+  ArmSmmuAttachment* found = nullptr;
+  {
+    Guard g(devices_lock_);
+    for (ArmSmmuAttachment& a : devices_) {
+      if (a.master == &master && a.ssid == ssid) {
+        found = &a;
+        break;
+      }
+    }
+    if (!found) return;
+    devices_.erase(devices_.iterator_to(*found));
+    if (master.ats) nr_ats_attachments_.fetch_sub(1, std::memory_order_release);
+  }
+  Box<ArmSmmuAttachment>::adopt(found).reset();
+}
+
+// Guest commands for a nested domain (Linux's arm_vsmmu_convert_user_cmd takes the same
+// set). What a guest may ask for is what its own stage 1 and CD table need; each command is
+// rebuilt from its defined fields with the host's identifiers (the parent's VMID, the
+// master's StreamID), so a guest can neither reach another VM's TLB entries or StreamIDs nor
+// slip a RES0 bit into the queue (which would make it CERROR_ILL for everyone's batch).
+namespace {
+
+Result<hw::Command> convert_guest_cmd(const hw::Command& c, uint16_t vmid, uint32_t sid) {
+  switch (static_cast<hw::Opcode>(c.opcode())) {
+    case hw::Opcode::CMD_TLBI_NH_ALL:
+    case hw::Opcode::CMD_TLBI_NH_ASID:
+    case hw::Opcode::CMD_TLBI_NH_VA:
+    case hw::Opcode::CMD_TLBI_NH_VAA: {
+      using T = hw::CmdTlbi;
+      const auto g = hw::descriptor_cast<T>(c);
+      return hw::descriptor_cast<hw::Command>(T::make(static_cast<hw::Opcode>(c.opcode()))
+                                                  .set<T::NUM>(g.get<T::NUM>())
+                                                  .set<T::SCALE>(g.get<T::SCALE>())
+                                                  .set<T::VMID>(vmid)
+                                                  .set<T::ASID>(g.get<T::ASID>())
+                                                  .set<T::Leaf>(g.get<T::Leaf>())
+                                                  .set<T::TTL>(g.get<T::TTL>())
+                                                  .set<T::TG>(g.get<T::TG>())
+                                                  .set<T::Address>(g.get<T::Address>()));
+    }
+    case hw::Opcode::CMD_CFGI_CD: {
+      using T = hw::CmdCfgiCd;
+      const auto g = hw::descriptor_cast<T>(c);
+      return hw::descriptor_cast<hw::Command>(T::make()
+                                                  .set<T::SubstreamID>(g.get<T::SubstreamID>())
+                                                  .set<T::StreamID>(sid)
+                                                  .set<T::Leaf>(g.get<T::Leaf>()));
+    }
+    case hw::Opcode::CMD_CFGI_CD_ALL:
+      return hw::descriptor_cast<hw::Command>(
+          hw::CmdCfgiCdAll::make().set<hw::CmdCfgiCdAll::StreamID>(sid));
+    case hw::Opcode::CMD_ATC_INV: {
+      using T = hw::CmdAtcInv;
+      const auto g = hw::descriptor_cast<T>(c);
+      return hw::descriptor_cast<hw::Command>(T::make()
+                                                  .set<T::Global>(g.get<T::Global>())
+                                                  .set<T::SSV>(g.get<T::SSV>())
+                                                  .set<T::SubstreamID>(g.get<T::SubstreamID>())
+                                                  .set<T::StreamID>(sid)
+                                                  .set<T::Size>(g.get<T::Size>())
+                                                  .set<T::Address>(g.get<T::Address>()));
+    }
+    default: return Error(-EINVAL);
+  }
+}
+
+}  // namespace
+
+Result<void> ArmSmmuDomain::cache_invalidate_user(const hw::Command* cmds, size_t n) {
+  if (stage_ != Stage::nested) return Error(-EOPNOTSUPP);
+  if (n && !cmds) return Error(-EINVAL);
+  ArmSmmuMaster* master = nullptr;
+  {
+    Guard g(devices_lock_);
+    if (!devices_.empty()) master = devices_.front().master;
+  }
+  const uint32_t sid = master ? master->streams[0].sid : 0;
+  // All or nothing: every command is checked before any is queued.
+  for (size_t i = 0; i < n; i++) {
+    if (!convert_guest_cmd(cmds[i], vmid_, sid).ok()) {
+      dev_warn(smmu_.config_.name, "guest command {} ({:#x}) refused", i, cmds[i].opcode());
+      return Error(-EINVAL);
+    }
+  }
+  CmdqBatch batch(*smmu_.cmdq_);
+  for (size_t i = 0; i < n; i++) {
+    const bool per_stream = cmds[i].opcode() < static_cast<uint8_t>(hw::Opcode::CMD_TLBI_NH_ALL) ||
+                            cmds[i].opcode() == static_cast<uint8_t>(hw::Opcode::CMD_ATC_INV);
+    // Nothing attached (or no ATC): nothing of the guest's is cached for the StreamID.
+    if (per_stream &&
+        (!master ||
+         (cmds[i].opcode() == static_cast<uint8_t>(hw::Opcode::CMD_ATC_INV) && !master->ats)))
+      continue;
+    batch.add(convert_guest_cmd(cmds[i], vmid_, sid).value());
+  }
+  return batch.submit();
+}
+
+}  // namespace strata::arm_smmu_v3
