@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -71,8 +72,8 @@ Buffer alloc_buffer(ArmSystem& sys, size_t size, uint8_t fill) {
 void check_no_stale(ArmSystem& sys) {
   const auto reports = sys.model().stale_reports();
   for (const auto& r : reports)
-    FAIL_CHECK("stale translation from the " << r.source << ": cached " << r.cached << ", memory "
-                                             << r.fresh);
+    FAIL_CHECK("stale translation from the " << std::string(r.source) << ": cached " << r.cached
+                                             << ", memory " << r.fresh);
   CHECK(reports.empty());
 }
 
@@ -152,6 +153,293 @@ TEST_CASE(
 
     iommu_dma_unmap_buffer(dev, s.value(), 3 * 4096, DmaDirection::to_device);
     REQUIRE(iommu_unregister_device_fault_handler(dev).ok());
+    check_no_stale(*sys);
+  }
+}
+
+// A user-owned group (what VFIO does before attaching its own domains).
+struct Owned {
+  Group& group;
+  int cookie = 0;
+  explicit Owned(Device& dev) : group(*dev.group()) {
+    REQUIRE(iommu_group_claim_dma_owner(group, &cookie).ok());
+  }
+  ~Owned() { iommu_group_release_dma_owner(group); }
+};
+
+Box<Domain> paging_domain(Device& dev, uint32_t flags = 0) {
+  auto r = iommu_paging_domain_alloc(dev, flags);
+  REQUIRE(r.ok());
+  return r.release_value();
+}
+
+constexpr int kRw = IOMMU_READ | IOMMU_WRITE;
+
+TEST_CASE("detach and re-attach: blocked in between, translating again after") {
+  for (Threading t : kModes) {
+    CAPTURE(smmuv3::name(t));
+    auto sys = make_system(t);
+    Device& dev = sys->engine_dev(0);
+    Buffer buf = alloc_buffer(*sys, 2 * 4096, 0);
+    const uint64_t iova = 0x1234'0000;
+    {
+      Owned owned(dev);
+      Box<Domain> d = paging_domain(dev);
+      REQUIRE(iommu_map(*d, iova, buf.phys(), 2 * 4096, kRw).ok());
+      REQUIRE(iommu_attach_group(*d, owned.group).ok());
+      CHECK(sys->engine(0).fill(iova, 4096, 0x1111111111111111).ok());
+      CHECK(buf.cpu()[0] == 0x11);
+
+      iommu_detach_group(*d, owned.group);  // to the blocking domain
+      CHECK_FALSE(sys->engine(0).fill(iova, 4096, 0x2222222222222222).ok());
+      CHECK(buf.cpu()[0] == 0x11);
+
+      REQUIRE(iommu_attach_group(*d, owned.group).ok());
+      CHECK(sys->engine(0).fill(iova + 4096, 4096, 0x3333333333333333).ok());
+      CHECK(buf.cpu()[4096] == 0x33);
+      iommu_detach_group(*d, owned.group);
+      REQUIRE(iommu_unmap(*d, iova, 2 * 4096).ok());
+    }
+    // Back in the default DMA domain: the old IOVA means nothing there.
+    CHECK_FALSE(sys->engine(0).fill(iova, 4096, 0x4444444444444444).ok());
+    CHECK(buf.cpu()[0] == 0x11);
+    check_no_stale(*sys);
+  }
+}
+
+TEST_CASE("stage 2: a nest-parent domain attached alone translates with an S2-only STE") {
+  for (Threading t : kModes) {
+    CAPTURE(smmuv3::name(t));
+    auto sys = make_system(t);
+    Device& dev = sys->engine_dev(0);
+    Buffer buf = alloc_buffer(*sys, 4096, 0);
+    Owned owned(dev);
+    Box<Domain> s2 = paging_domain(dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
+    auto& as2 = static_cast<ArmSmmuDomain&>(*s2);
+    CHECK(as2.stage() == ArmSmmuDomain::Stage::s2);
+    CHECK(as2.vmid() != 0);
+    REQUIRE(iommu_map(*s2, 0x8000'0000, buf.phys(), 4096, kRw).ok());
+    REQUIRE(iommu_attach_group(*s2, owned.group).ok());
+    auto ste = sys->smmu().strtab().read_ste(sys->platform().engine_stream_id(0));
+    REQUIRE(ste.ok());
+    CHECK(ste.value().get<hw::STE::Config>() == hw::kConfigS2Trans);
+    CHECK(ste.value().get<hw::STE::S2VMID>() == as2.vmid());
+
+    CHECK(sys->engine(0).fill(0x8000'0000, 4096, 0x5a5a5a5a5a5a5a5a).ok());
+    CHECK(buf.cpu()[4095] == 0x5a);
+    REQUIRE(iommu_unmap(*s2, 0x8000'0000, 4096).ok());
+    CHECK(sys->model().counters().command(hw::Opcode::CMD_TLBI_S2_IPA) > 0);
+    CHECK_FALSE(sys->engine(0).fill(0x8000'0000, 4096, 0).ok());
+    CHECK(buf.cpu()[0] == 0x5a);
+    iommu_detach_group(*s2, owned.group);
+    check_no_stale(*sys);
+  }
+}
+
+// The guest: its own RAM (guest-physical addresses), its own stage-1 tables and CD built with
+// strata's io-pgtable and cd-lib, as a guest OS would, and the STE words it would write into its
+// vSMMU's stream table.
+struct Guest {
+  static constexpr phys_addr_t kGpa = 0x8000'0000;
+  static constexpr uint64_t kSize = 16 << 20;
+  static constexpr uint32_t kAsid = 7;
+
+  DmaBuffer ram;
+  std::unique_ptr<GuestMemory> mem;
+  IommuFlushOps flush_ops{.tlb_flush_walk = [](uint64_t, size_t, size_t, void*) {}};
+  IoPgtableCfg cfg = {};
+  Box<IoPgtable> pgtbl;
+  DmaRegion cd = {};
+  arm_smmu_v3::ArmSmmuNestedData ste = {};
+
+  explicit Guest(ArmSystem& sys) {
+    auto r = DmaBuffer::alloc(sys.platform().dma(), kSize, 2 << 20);
+    REQUIRE(r.ok());
+    ram = r.release_value();
+    mem = std::make_unique<GuestMemory>(sys.platform().mem(), ram.phys(), kGpa, kSize);
+    cfg.pgsize_bitmap = SZ_4K | SZ_2M | SZ_1G;
+    cfg.ias = 48;
+    cfg.oas = 48;
+    cfg.dma = mem.get();
+    cfg.tlb = &flush_ops;
+    auto p = IoPgtable::alloc(IoPgtableFmt::arm_64_lpae_s1, cfg);
+    REQUIRE(p.ok());
+    pgtbl = p.release_value();
+    auto c = mem->alloc(64, 64);
+    REQUIRE(c.ok());
+    cd = c.value();
+    auto words = arm_smmu_v3::make_s1_cd(cfg, kAsid);
+    REQUIRE(words.ok());
+    for (size_t i = 0; i < hw::CD::kWords; i++)
+      dma_write64(static_cast<uint64_t*>(cd.cpu) + i, words.value().word(i));
+    const hw::STE s = arm_smmu_v3::make_cdtable_ste(arm_smmu_v3::SteFeatures{},
+                                                    arm_smmu_v3::SteCdTable{.cdtab = cd.phys});
+    ste.ste[0] = s.word(0);
+    ste.ste[1] = s.word(1);
+  }
+  // A guest page at guest-physical `gpa`, as the host sees it.
+  uint8_t* host_ptr(phys_addr_t gpa) { return static_cast<uint8_t*>(ram.cpu()) + (gpa - kGpa); }
+};
+
+TEST_CASE("nested: the guest's stage 1 (in guest memory, IPA pointers) over the host's stage 2") {
+  for (Threading t : kModes) {
+    CAPTURE(smmuv3::name(t));
+    auto sys = make_system(t);
+    Device& dev = sys->engine_dev(0);
+    FaultLog log;
+    REQUIRE(iommu_register_device_fault_handler(dev, &FaultLog::handler, &log).ok());
+    Owned owned(dev);
+    Guest guest(*sys);
+
+    // The host's stage 2: guest RAM at its guest-physical addresses.
+    Box<Domain> s2 = paging_domain(dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
+    REQUIRE(iommu_map(*s2, Guest::kGpa, guest.ram.phys(), Guest::kSize, kRw).ok());
+
+    // The guest maps two IOVAs onto its buffers.
+    const phys_addr_t src_gpa = Guest::kGpa + (8 << 20), dst_gpa = Guest::kGpa + (9 << 20);
+    const uint64_t src_iova = 0x10'0000'0000, dst_iova = 0x20'0000'0000;
+    REQUIRE(guest.pgtbl->map_pages(src_iova, src_gpa, SZ_4K, 2, kRw).ok());
+    REQUIRE(guest.pgtbl->map_pages(dst_iova, dst_gpa, SZ_4K, 2, kRw).ok());
+    for (unsigned i = 0; i < 8192; i++) guest.host_ptr(src_gpa)[i] = static_cast<uint8_t>(i ^ 0x5c);
+
+    auto nested = iommu_domain_alloc_nested(dev, *s2, &guest.ste, sizeof(guest.ste));
+    REQUIRE(nested.ok());
+    Domain& n = *nested.value();
+    REQUIRE(iommu_attach_group(n, owned.group).ok());
+    auto ste = sys->smmu().strtab().read_ste(sys->platform().engine_stream_id(0));
+    REQUIRE(ste.ok());
+    CHECK(ste.value().get<hw::STE::Config>() == hw::kConfigNested);
+    CHECK(ste.value().get<hw::STE::S1ContextPtr>() == guest.cd.phys);  // an IPA
+
+    CHECK(sys->engine(0).copy(src_iova, dst_iova, 8192).ok());
+    CHECK(memcmp(guest.host_ptr(src_gpa), guest.host_ptr(dst_gpa), 8192) == 0);
+
+    // The guest unmaps and invalidates through the host (its vSMMU's command queue).
+    IotlbGather gather;
+    REQUIRE(guest.pgtbl->unmap_pages(dst_iova, SZ_4K, 2, gather).ok());
+    gather.release_freelist();
+    const hw::Command inv = hw::descriptor_cast<hw::Command>(
+        hw::CmdTlbi::make(hw::Opcode::CMD_TLBI_NH_ASID).set<hw::CmdTlbi::ASID>(Guest::kAsid));
+    auto& an = static_cast<ArmSmmuDomain&>(n);
+    REQUIRE(an.cache_invalidate_user(&inv, 1).ok());
+    memset(guest.host_ptr(dst_gpa), 0, 8192);
+    auto res = sys->engine(0).copy(src_iova, dst_iova, 4096);
+    CHECK_FALSE(res.ok());
+    CHECK(res.fault_addr == dst_iova);
+    CHECK(guest.host_ptr(dst_gpa)[0] == 0);
+    sys->flush_events();
+    auto faults = log.take();
+    REQUIRE(faults.size() == 1);
+    CHECK(faults[0].event.reason == IOMMU_FAULT_REASON_PTE_FETCH);
+    CHECK(faults[0].event.addr == dst_iova);
+
+    // Commands a guest may not send are refused whole.
+    const hw::Command bad[2] = {
+        inv, hw::descriptor_cast<hw::Command>(hw::CmdTlbi::make(hw::Opcode::CMD_TLBI_NSNH_ALL))};
+    const uint64_t before = sys->smmu().cmdq().counters().commands;
+    CHECK(an.cache_invalidate_user(bad, 2).error().code() == -EINVAL);
+    CHECK(sys->smmu().cmdq().counters().commands == before);
+
+    iommu_detach_group(n, owned.group);
+    nested.value().reset();
+    REQUIRE(iommu_unmap(*s2, Guest::kGpa, Guest::kSize).ok());
+    REQUIRE(iommu_unregister_device_fault_handler(dev).ok());
+    check_no_stale(*sys);
+  }
+}
+
+TEST_CASE("nested: a guest STE the host cannot accept is refused at allocation") {
+  auto sys = make_system(Threading::kSync);
+  Device& dev = sys->engine_dev(0);
+  Guest guest(*sys);
+  Box<Domain> s2 = paging_domain(dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
+  Box<Domain> s1 = paging_domain(dev);
+
+  arm_smmu_v3::ArmSmmuNestedData bad = guest.ste;
+  CHECK(iommu_domain_alloc_nested(dev, *s2, &bad, sizeof(bad) - 1).error().code() == -EINVAL);
+  CHECK(iommu_domain_alloc_nested(dev, *s1, &bad, sizeof(bad)).error().code() == -EINVAL);
+  // Config: stage 2 translation is the host's to give.
+  bad.ste[0] = (bad.ste[0] & ~(uint64_t{7} << 1)) | (hw::kConfigS2Trans << 1);
+  CHECK(iommu_domain_alloc_nested(dev, *s2, &bad, sizeof(bad)).error().code() == -EINVAL);
+}
+
+TEST_CASE("PASID: a stage-1 domain on a SubstreamID beside the device's DMA domain") {
+  for (Threading t : kModes) {
+    CAPTURE(smmuv3::name(t));
+    auto sys = make_system(t, ArmSystemConfig{.engine_pasid_bits = 8});
+    Device& dev = sys->engine_dev(0);
+    REQUIRE(dev.max_pasids() == 256);
+    Buffer a = alloc_buffer(*sys, 4096, 0);
+    Buffer b = alloc_buffer(*sys, 4096, 0);
+    Box<Domain> pd = paging_domain(dev);
+    const uint64_t iova = 0x4000'0000'0000 >> 4;
+    REQUIRE(iommu_map(*pd, iova, a.phys(), 4096, kRw).ok());
+    REQUIRE(iommu_attach_device_pasid(*pd, dev, 5).ok());
+
+    CHECK(sys->engine(0).fill(iova, 4096, 0x0505050505050505, true, 5).ok());
+    CHECK(a.cpu()[0] == 0x05);
+    // The RID traffic still goes through the DMA domain.
+    auto d = iommu_dma_map_buffer(dev, b.phys(), 4096, DmaDirection::from_device);
+    REQUIRE(d.ok());
+    CHECK(sys->engine(0).fill(d.value(), 4096, 0x0b0b0b0b0b0b0b0b).ok());
+    CHECK(b.cpu()[0] == 0x0b);
+    // Another PASID has no CD.
+    CHECK_FALSE(sys->engine(0).fill(iova, 4096, 0x0606060606060606, true, 6).ok());
+
+    iommu_detach_device_pasid(*pd, dev, 5);
+    CHECK_FALSE(sys->engine(0).fill(iova, 4096, 0x0707070707070707, true, 5).ok());
+    CHECK(a.cpu()[0] == 0x05);
+    iommu_dma_unmap_buffer(dev, d.value(), 4096, DmaDirection::from_device);
+    REQUIRE(iommu_unmap(*pd, iova, 4096).ok());
+    check_no_stale(*sys);
+  }
+}
+
+TEST_CASE("concurrent map/unmap from two threads while the device runs DMA") {
+  for (Threading t : kModes) {
+    CAPTURE(smmuv3::name(t));
+    auto sys = make_system(t);
+    Device& dev = sys->engine_dev(0);
+    Buffer src = alloc_buffer(*sys, 4096, 0x77);
+    Buffer dst = alloc_buffer(*sys, 4096, 0);
+    auto s = iommu_dma_map_buffer(dev, src.phys(), 4096, DmaDirection::to_device);
+    auto d = iommu_dma_map_buffer(dev, dst.phys(), 4096, DmaDirection::from_device);
+    REQUIRE(s.ok());
+    REQUIRE(d.ok());
+
+    std::atomic<bool> stop{false};
+    std::atomic<unsigned> dma_ok{0}, dma_bad{0}, map_errors{0};
+    std::thread device([&] {
+      while (!stop.load()) {
+        if (sys->engine(0).copy(s.value(), d.value(), 4096).ok())
+          dma_ok++;
+        else
+          dma_bad++;
+      }
+    });
+    auto mapper = [&](unsigned seed) {
+      Buffer mine = alloc_buffer(*sys, 8 * 4096, 0);
+      for (unsigned i = 0; i < 200; i++) {
+        const size_t len = 4096 * (1 + (i + seed) % 8);
+        auto m = iommu_dma_map_buffer(dev, mine.phys(), len, DmaDirection::bidirectional);
+        if (!m.ok()) {
+          map_errors++;
+          continue;
+        }
+        iommu_dma_unmap_buffer(dev, m.value(), len, DmaDirection::bidirectional);
+      }
+    };
+    std::thread m1(mapper, 1), m2(mapper, 2);
+    m1.join();
+    m2.join();
+    stop = true;
+    device.join();
+    CHECK(map_errors == 0);
+    CHECK(dma_bad == 0);
+    CHECK(dma_ok > 0);
+    CHECK(dst.cpu()[100] == 0x77);
+    iommu_dma_unmap_buffer(dev, s.value(), 4096, DmaDirection::to_device);
+    iommu_dma_unmap_buffer(dev, d.value(), 4096, DmaDirection::from_device);
     check_no_stale(*sys);
   }
 }
