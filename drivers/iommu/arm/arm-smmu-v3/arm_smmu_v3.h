@@ -74,7 +74,7 @@ static_assert(sizeof(IommuHwInfoArmSmmuv3) == 40);
 
 struct ArmSmmuConfig {
   const char* name = "smmu";  // log prefix and IommuDevice name; must outlive the driver
-  Mmio regs;                  // register pages 0 and 1 (smmuv3::kRegisterSpaceBytes)
+  Mmio regs = {};             // register pages 0 and 1 (smmuv3::kRegisterSpaceBytes)
   DmaAllocator* dma = nullptr;
   // Interrupts: wired lines from firmware (-1: none), or MSIs when `msi` and the SMMU
   // (IDR0.MSI) and the controller can. nullptr: no interrupts at all.
