@@ -4,11 +4,16 @@
 // end-to-end DMA scenarios are in testing/sim/arm_smmu_e2e_test.cc.
 #include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
 
+#include <atomic>
+
 #include <doctest/doctest.h>
 
 #include "arch/smmuv3/regs.h"
+#include "core/dma-iommu/dma_iommu.h"
 #include "core/iommu.h"
+#include "core/iopf.h"
 #include "testing/hosted/hosted.h"
+#include "testing/models/smmuv3/sim_ats_device.h"
 #include "testing/sim/arm_system.h"
 
 namespace strata::arm_smmu_v3 {
@@ -199,6 +204,114 @@ TEST_CASE("hw_info: the ID registers as read, IOMMU_HW_INFO_TYPE_ARM_SMMUV3") {
   REQUIRE(regions.size() == 1);
   CHECK(regions[0].type == ResvType::sw_msi);
   CHECK(regions[0].start == kMsiIovaBase);
+}
+
+// A PCIe function with ATS and PRI behind the SMMU, beside the platform's engines.
+struct AtsFunction {
+  static constexpr uint32_t kSid = 0x100;
+  PciDev pci{.bus = 1, .devfn = 0};
+  Device dev;
+  sim::smmuv3::SimAtsDevice ep;
+
+  explicit AtsFunction(ArmSystem& sys)
+      : dev(DeviceDesc{.name = "ats-fn",
+                       .fwspec = {.iommu = &sys.smmu(), .ids = {kSid}, .num_ids = 1},
+                       .pci = &pci,
+                       .ats = true,
+                       .pri = true}),
+        ep(sys.model(), kSid) {}
+};
+
+TEST_CASE("ATS: EATS in the STE, the ATC filled by Translation Requests and invalidated on unmap") {
+  for (auto t : {sim::smmuv3::Threading::kSync, sim::smmuv3::Threading::kAsync}) {
+    CAPTURE(sim::smmuv3::name(t));
+    auto sys = make_system(ArmSystemConfig{.platform = {.threading = t, .oracle = true}});
+    AtsFunction fn(*sys);
+    REQUIRE(iommu_probe_device(fn.dev).ok());
+    Domain* dma = iommu_get_dma_domain(fn.dev);
+    REQUIRE(iommu_dma_init_domain(*dma, fn.dev).ok());
+    CHECK(sys->smmu().strtab().read_ste(AtsFunction::kSid).value().get<hw::STE::EATS>() ==
+          hw::kEatsTrans);
+
+    auto buf = DmaBuffer::alloc(sys->platform().dma(), 4096, 4096).release_value();
+    auto iova = iommu_dma_map_buffer(fn.dev, buf.phys(), 4096, DmaDirection::bidirectional);
+    REQUIRE(iova.ok());
+    const uint64_t v = 0x1122334455667788;
+    auto out = fn.ep.write(false, 0, iova.value(), &v, sizeof(v));
+    CHECK(out.ok());
+    CHECK(out.path == sim::smmuv3::SimAtsDevice::Path::kTranslated);
+    CHECK(fn.ep.atc_holds(false, 0, iova.value()));
+    CHECK(*buf.as<uint64_t>() == v);
+
+    const uint64_t atc_invs = sys->smmu().counters().atc_invalidations;
+    iommu_dma_unmap_buffer(fn.dev, iova.value(), 4096, DmaDirection::bidirectional);
+    CHECK(sys->smmu().counters().atc_invalidations > atc_invs);
+    CHECK_FALSE(fn.ep.atc_holds(false, 0, iova.value()));
+    CHECK_FALSE(fn.ep.write(false, 0, iova.value(), &v, sizeof(v)).ok());
+    CHECK(sys->model().stale_reports().empty());
+    iommu_release_device(fn.dev);
+  }
+}
+
+// Resolves page requests by mapping the page, as a VMM or SVA's fault handler would.
+struct MappingHandler final : IopfHandler {
+  Domain* domain = nullptr;
+  phys_addr_t pa = 0;
+  std::atomic<unsigned> groups{0};
+  IommuPageResponseCode handle_iopf(Device& dev, const IopfGroup& group) override {
+    (void)dev;
+    groups++;
+    const uint64_t page = group.last().addr & ~uint64_t{4095};
+    return iommu_map(*domain, page, pa, 4096, IOMMU_READ | IOMMU_WRITE).ok()
+               ? IOMMU_PAGE_RESP_SUCCESS
+               : IOMMU_PAGE_RESP_INVALID;
+  }
+};
+
+TEST_CASE("PRI: a page request goes through the PRI queue and IOPF, the answer by CMD_PRI_RESP") {
+  auto sys = make_system(ArmSystemConfig{.platform = {.oracle = true}});
+  AtsFunction fn(*sys);
+  REQUIRE(iommu_probe_device(fn.dev).ok());
+  REQUIRE(iommu_dev_enable_feature(fn.dev, IommuDevFeature::iopf).ok());
+  CHECK(iommu_dev_enable_feature(fn.dev, IommuDevFeature::iopf).error().code() == -EBUSY);
+  int owner = 0;
+  REQUIRE(iommu_group_claim_dma_owner(*fn.dev.group(), &owner).ok());
+  Box<Domain> d = iommu_paging_domain_alloc(fn.dev).release_value();
+  auto buf = DmaBuffer::alloc(sys->platform().dma(), 4096, 4096).release_value();
+  MappingHandler handler;
+  handler.domain = d.get();
+  handler.pa = buf.phys();
+  d->set_iopf_handler(&handler);
+  REQUIRE(iommu_attach_group(*d, *fn.dev.group()).ok());
+
+  const uint64_t iova = 0x7000'0000;
+  const uint64_t v = 42;
+  // Not mapped yet: the ATS Translation Request fails, so the function asks for the page.
+  CHECK_FALSE(fn.ep.write(false, 0, iova, &v, sizeof(v)).ok());
+  auto pr = fn.ep.page_request(sim::smmuv3::PageRequest{
+      .sid = AtsFunction::kSid, .address = iova, .prg_index = 3, .last = true, .write = true});
+  (void)pr;
+  sys->flush_events();
+  sys->flush_events();  // the IOPF worker's answer may need a second pass
+  CHECK(handler.groups == 1);
+  const auto responses = fn.ep.prg_responses();
+  REQUIRE(responses.size() == 1);
+  CHECK(responses[0].prg_index == 3);
+  CHECK(responses[0].response_code == sim::smmuv3::kPrgSuccess);
+  CHECK_FALSE(responses[0].automatic);
+  CHECK(sys->smmu().counters().page_requests == 1);
+  CHECK(sys->smmu().counters().page_responses == 1);
+  // Retried after the response: the page is there now.
+  CHECK(fn.ep.write(false, 0, iova, &v, sizeof(v)).ok());
+  CHECK(*buf.as<uint64_t>() == v);
+
+  iommu_detach_group(*d, *fn.dev.group());
+  REQUIRE(iopf_queue_flush_dev(fn.dev).ok());
+  iommu_group_release_dma_owner(*fn.dev.group());
+  REQUIRE(iommu_dev_disable_feature(fn.dev, IommuDevFeature::iopf).ok());
+  REQUIRE(iommu_unmap(*d, iova, 4096).ok());
+  iommu_release_device(fn.dev);
+  CHECK(sys->model().stale_reports().empty());
 }
 
 }  // namespace
