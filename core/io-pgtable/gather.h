@@ -32,6 +32,7 @@ class IotlbGather {
     if (size == 0) return;
     if (iova < start_) start_ = iova;
     if (iova + size - 1 > end_) end_ = iova + size - 1;
+    if (granule_ != 0 && granule != granule_) mixed_ = true;
     if (granule_ == 0 || granule < granule_) granule_ = granule;
   }
   // A table page that an unmap removed from the tree; freed by release_freelist().
@@ -43,6 +44,10 @@ class IotlbGather {
   uint64_t size() const { return empty() ? 0 : end_ - start_ + 1; }
   // Smallest page size unmapped: the TLBI granule / TTL hint.
   uint64_t granule() const { return granule_; }
+  // Whether leaves of more than one size were gathered: granule() is then only the smallest,
+  // and a hint that every leaf has that size (SMMUv3's TTL) would be wrong. Linux syncs the
+  // gather whenever the page size changes instead (iommu_iotlb_gather_add_page).
+  bool mixed_granules() const { return mixed_; }
   // True when only leaf entries were removed: a leaf-only invalidation (TLBI ... Leaf = 1,
   // VT-d IH = 1) suffices. False when table entries went away: walk caches must go too.
   bool leaf_only() const { return freelist_ == nullptr; }
@@ -63,12 +68,14 @@ class IotlbGather {
     start_ = UINT64_MAX;
     end_ = 0;
     granule_ = 0;
+    mixed_ = false;
   }
 
  private:
   uint64_t start_ = UINT64_MAX;
   uint64_t end_ = 0;
   uint64_t granule_ = 0;
+  bool mixed_ = false;
   TablePage* freelist_ = nullptr;
 };
 

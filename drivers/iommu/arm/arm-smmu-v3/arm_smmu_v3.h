@@ -213,8 +213,10 @@ class ArmSmmuDomain final : public Domain {
 
   Result<void> init_paging(Device& dev, uint32_t flags);
   TlbTag tlb_tag() const;
-  // Sends the commands of `inv` (TLB) then ATC invalidations for the attached ATS masters.
-  void invalidate(uint64_t iova, uint64_t size, uint64_t granule, bool leaf, bool all);
+  // Invalidates [iova, iova + size) (everything with `all`) in the TLB, then in the ATCs of the
+  // attached ATS masters; `mixed`: leaves of several sizes (no TTL hint).
+  void invalidate(uint64_t iova, uint64_t size, uint64_t granule, bool leaf, bool all,
+                  bool mixed = false);
   Result<void> add_attachment(ArmSmmuMaster& master, ioasid_t ssid);
   void remove_attachment(ArmSmmuMaster& master, ioasid_t ssid);
   static void tlb_flush_walk(uint64_t iova, size_t size, size_t granule, void* cookie);

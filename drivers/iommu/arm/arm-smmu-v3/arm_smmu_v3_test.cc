@@ -314,5 +314,25 @@ TEST_CASE("PRI: a page request goes through the PRI queue and IOPF, the answer b
   CHECK(sys->model().stale_reports().empty());
 }
 
+// Regression: an unmap of 2 MiB blocks and a 4 KiB page gathered both sizes, and the range
+// TLBIs carried TTL = 3 (4 KiB leaves) for the blocks too, which an SMMU may then skip (4.4.1.1).
+TEST_CASE("invalidation: a range of mixed leaf sizes gets no TTL hint") {
+  auto sys = make_system();
+  Device& dev = sys->engine_dev(0);
+  int owner = 0;
+  REQUIRE(iommu_group_claim_dma_owner(*dev.group(), &owner).ok());
+  Box<Domain> d = iommu_paging_domain_alloc(dev).release_value();
+  REQUIRE(iommu_attach_group(*d, *dev.group()).ok());
+  const uint64_t iova = 0x4000'0000, size = (4 << 20) + 4096;
+  REQUIRE(iommu_map(*d, iova, 0x4000'0000, size, IOMMU_READ | IOMMU_WRITE).ok());
+  REQUIRE(sys->engine(0).checksum(iova, 64).ok());                // a 2 MiB block
+  REQUIRE(sys->engine(0).checksum(iova + size - 4096, 64).ok());  // the 4 KiB page
+  const uint64_t before = sys->model().counters().tlb_hint_mismatches;
+  REQUIRE(iommu_unmap(*d, iova, size).value() == size);
+  CHECK(sys->model().counters().tlb_hint_mismatches == before);
+  iommu_detach_group(*d, *dev.group());
+  iommu_group_release_dma_owner(*dev.group());
+}
+
 }  // namespace
 }  // namespace strata::arm_smmu_v3

@@ -164,8 +164,8 @@ TlbTag ArmSmmuDomain::tlb_tag() const {
 // TLB first, then the ATCs: an ATS Translation Request that misses the ATC after its
 // invalidation must not refill it from a stale TLB entry (3.9.1.1; Linux's
 // arm_smmu_tlb_inv_range_domain). Each batch is one CMD_SYNC.
-void ArmSmmuDomain::invalidate(uint64_t iova, uint64_t size, uint64_t granule, bool leaf,
-                               bool all) {
+void ArmSmmuDomain::invalidate(uint64_t iova, uint64_t size, uint64_t granule, bool leaf, bool all,
+                               bool mixed) {
   {
     CmdqBatch batch(*smmu_.cmdq_);
     BatchSink sink(batch);
@@ -177,7 +177,8 @@ void ArmSmmuDomain::invalidate(uint64_t iova, uint64_t size, uint64_t granule, b
                                                  .granule = granule,
                                                  .tg_shift = static_cast<unsigned>(
                                                      __builtin_ctzll(pgtbl_cfg_.pgsize_bitmap)),
-                                                 .leaf = leaf});
+                                                 .leaf = leaf,
+                                                 .mixed = mixed});
     if (r.ok()) r = batch.submit();
     smmu_.counters_.tlb_syncs.fetch_add(1, std::memory_order_relaxed);
     if (!r.ok()) dev_err(smmu_.config_.name, "TLB invalidation failed: {}", r.error().code());
@@ -201,7 +202,8 @@ void ArmSmmuDomain::invalidate(uint64_t iova, uint64_t size, uint64_t granule, b
 
 void ArmSmmuDomain::iotlb_sync(IotlbGather& gather) {
   if (gather.empty() || !pgtbl_) return;
-  invalidate(gather.start(), gather.size(), gather.granule(), gather.leaf_only(), false);
+  invalidate(gather.start(), gather.size(), gather.granule(), gather.leaf_only(), false,
+             gather.mixed_granules());
 }
 
 void ArmSmmuDomain::flush_iotlb_all() {

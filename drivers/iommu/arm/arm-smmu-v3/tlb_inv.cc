@@ -80,7 +80,7 @@ Result<void> arm_smmu_tlb_inv_range(CmdSink& sink, const ArmSmmuFeatures& f, con
     // 4.4.1.1: TG gives the granule of the range, NUM and SCALE its length; TTL may only hint
     // the level when every entry invalidated is a leaf of that size.
     cmd.set<CmdTlbi::TG>(tg);
-    if (r.leaf) cmd.set<CmdTlbi::TTL>(ttl_of(r.granule, r.tg_shift));
+    if (r.leaf && !r.mixed) cmd.set<CmdTlbi::TTL>(ttl_of(r.granule, r.tg_shift));
     uint64_t pages = r.size >> r.tg_shift;
     uint64_t iova = r.iova;
     while (pages) {

@@ -57,9 +57,10 @@ struct TlbTag {
 struct TlbInvRange {
   uint64_t iova;
   uint64_t size;
-  uint64_t granule;   // the size of the leaves the range maps (one command each without RIL)
-  unsigned tg_shift;  // the domain's translation granule: 12, 14 or 16
-  bool leaf;          // only leaf entries changed
+  uint64_t granule;    // the size of the leaves the range maps (one command each without RIL)
+  unsigned tg_shift;   // the domain's translation granule: 12, 14 or 16
+  bool leaf;           // only leaf entries changed
+  bool mixed = false;  // leaves of several sizes: `granule` is the smallest, no TTL hint
 };
 
 // Adds the invalidation of `r` for `tag` to `sink` (top comment). -EINVAL for a range or

@@ -153,6 +153,34 @@ TEST_CASE("range invalidation: NUM and SCALE, TG and TTL") {
   CHECK(t.tlbi(0).get<CmdTlbi::TTL>() == 0);
 }
 
+TEST_CASE("range invalidation: leaves of several sizes get no TTL hint") {
+  Recorder r;
+  REQUIRE(arm_smmu_tlb_inv_range(r, with_ril(true), kS1,
+                                 {.iova = 0,
+                                  .size = 2 * SZ_2M + SZ_4K,
+                                  .granule = SZ_4K,
+                                  .tg_shift = 12,
+                                  .leaf = true,
+                                  .mixed = true})
+              .ok());
+  REQUIRE(r.cmds.size() == 2);
+  for (size_t i = 0; i < r.cmds.size(); i++) {
+    CHECK(r.tlbi(i).get<CmdTlbi::TTL>() == 0);
+    CHECK(r.tlbi(i).get<CmdTlbi::Leaf>() == 1);
+  }
+  // The gather says when that is.
+  IotlbGather g;
+  g.add_range(0, SZ_2M, SZ_2M);
+  CHECK_FALSE(g.mixed_granules());
+  g.add_range(SZ_2M, SZ_2M, SZ_2M);
+  CHECK_FALSE(g.mixed_granules());
+  g.add_range(2 * SZ_2M, SZ_4K, SZ_4K);
+  CHECK(g.mixed_granules());
+  CHECK(g.granule() == SZ_4K);
+  g.reset();
+  CHECK_FALSE(g.mixed_granules());
+}
+
 TEST_CASE("every range is covered exactly, in few commands") {
   for (uint64_t pages = 1; pages < 3000; pages += 37) {
     Recorder r;
