@@ -26,6 +26,7 @@
 #include "drivers/iommu/arm/arm-smmu-v3/cd_lib.h"
 #include "drivers/iommu/arm/arm-smmu-v3/cd_pasid_table.h"
 #include "drivers/iommu/arm/arm-smmu-v3/cd_table.h"
+#include "drivers/iommu/arm/arm-smmu-v3/harness_rig.h"
 #include "testing/models/smmuv3/smmuv3.h"
 #include "testing/models/smmuv3/smmuv3_harness.h"
 
@@ -47,31 +48,22 @@ constexpr uint64_t kIova1 = 0x1234'5000, kIova2 = 0x7777'0000;
 // CMD_CFGI_CD for every StreamID of the "master", then CMD_SYNC, through the model's Command
 // queue; polls CMDQ_CONS as a driver does and reports a command error or a timeout.
 struct ModelInvalidator final : CdInvalidator {
-  explicit ModelInvalidator(smt::Machine& machine) : m(machine) {}
+  explicit ModelInvalidator(test::HarnessRig& rig) : r(rig) {}
 
   Result<void> cfgi_cd(uint32_t ssid, bool leaf) override {
     std::lock_guard g(mu);
     calls.push_back({ssid, leaf});
     // Before the commands: the SMMU still holds whatever it cached.
     if (before_commands) before_commands(ssid, leaf);
-    for (uint32_t sid : sids) m.put_cmd(smt::cfgi_cd(sid, ssid, leaf || force_leaf));
-    m.put_cmd(smt::sync_cmd());
-    m.writel(m.prod, smt::arch::CMDQ_PROD::kOffset);
-    const bool done = m.poll([&] {
-      return smt::arch::queue_empty(m.prod, m.readl(smt::arch::CMDQ_CONS::kOffset),
-                                    smt::Machine::kQs) ||
-             (m.gerror_active() & smt::arch::GERROR::CMDQ_ERR::kMask);
-    });
-    if (m.gerror_active() & smt::arch::GERROR::CMDQ_ERR::kMask) return Error(-EIO);
-    if (!done) return Error(-ETIMEDOUT);
-    return ok();
+    for (uint32_t sid : sids) r.m.put_cmd(smt::cfgi_cd(sid, ssid, leaf || force_leaf));
+    return r.issue_sync();
   }
 
   struct Call {
     uint32_t ssid;
     bool leaf;
   };
-  smt::Machine& m;
+  test::HarnessRig& r;
   std::vector<uint32_t> sids{kSid};
   std::mutex mu;
   std::vector<Call> calls;
@@ -80,23 +72,11 @@ struct ModelInvalidator final : CdInvalidator {
   bool force_leaf = false;
 };
 
-struct ModelFixture {
-  // The harness places its queues and hand-built structures at fixed addresses in the low
-  // 128 MiB of RAM; the DMA allocator (the library's and io-pgtable's memory) hands out the
-  // lowest free block first, so that range is taken from it before anything else.
-  static constexpr size_t kHarnessBytes = size_t{128} << 20;
-
+struct ModelFixture : test::HarnessRig {
   explicit ModelFixture(sm::Threading threading = sm::Threading::kSync)
-      : m(smt::Machine::Setup{.threading = threading}), inv(m) {
-    auto r = m.platform->dma().alloc(kHarnessBytes, kHarnessBytes);
-    REQUIRE(r.ok());
-    REQUIRE(r.value().phys == smt::kRamBase);
-    harness = r.value();
+      : HarnessRig(threading), inv(*this) {
     m.start(6);
   }
-  ~ModelFixture() { m.platform->dma().free(harness); }
-
-  DmaAllocator& dma() { return m.platform->dma(); }
 
   Box<CdTable> cd_table(unsigned s1cdmax, bool two_level) {
     auto t = CdTable::alloc({.s1cdmax = s1cdmax, .two_level = two_level, .dma = &dma()}, inv);
@@ -143,16 +123,8 @@ struct ModelFixture {
     CHECK(t.ok());
     return t.pa;
   }
-  // Whether the oracle reported a stale result since the last call (and forgets them).
-  bool stale_reported() {
-    const bool any = !m.model().stale_reports().empty();
-    m.model().clear_stale_reports();
-    return any;
-  }
 
-  smt::Machine m;
   ModelInvalidator inv;
-  DmaRegion harness;
 };
 
 TEST_CASE("DMA through a CD the library wrote for a mapped io-pgtable, in both queue modes") {

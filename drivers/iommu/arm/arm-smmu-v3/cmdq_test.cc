@@ -8,9 +8,6 @@
 #include <string.h>
 
 #include <atomic>
-#include <chrono>
-#include <functional>
-#include <memory>
 #include <thread>
 #include <vector>
 
@@ -21,6 +18,7 @@
 #include "arch/smmuv3/cmd.h"
 #include "arch/smmuv3/regs.h"
 #include "drivers/iommu/arm/arm-smmu-v3/cmdq_test_rig.h"
+#include "drivers/iommu/arm/arm-smmu-v3/model_rig.h"
 #include "testing/hosted/hosted.h"
 #include "testing/models/smmuv3/queue_harness.h"
 
@@ -29,17 +27,13 @@ namespace {
 
 namespace hw = ::strata::smmuv3;
 using hw::Opcode;
-using sim::Platform;
-using sim::smmuv3::Config;
-using sim::smmuv3::Smmuv3;
 using sim::smmuv3::Threading;
 using test::cfgi_ste;
 using test::cfgi_ste_cmd;
 using test::illegal_cmd;
+using test::kModes;
 using test::Rig;
 using test::RigOptions;
-
-constexpr Threading kModes[] = {Threading::kSync, Threading::kAsync};
 
 TEST_CASE("create caps the size at IDR1.CMDQS; reset programs CMDQ_BASE, PROD and CONS") {
   RigOptions o;
@@ -71,7 +65,7 @@ TEST_CASE("create caps the size at IDR1.CMDQS; reset programs CMDQ_BASE, PROD an
 
 TEST_CASE("create refuses a missing allocator, and issue_cmdlist a missing command array") {
   Rig rig;
-  auto bad = Cmdq::create(CmdqConfig{.page0 = rig.io.window(0, test::kPage0Bytes)});
+  auto bad = Cmdq::create(CmdqConfig{.page0 = rig.page0()});
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error() == Error(-EINVAL));
   auto no_regs = Cmdq::create(CmdqConfig{.page0 = Mmio(), .dma = &rig.platform->dma()});
@@ -84,40 +78,33 @@ TEST_CASE("create refuses a missing allocator, and issue_cmdlist a missing comma
 }
 
 TEST_CASE("commands are consumed and a CMD_SYNC completes, by polling and by MSI") {
-  for (Threading t : kModes) {
-    for (bool msi : {false, true}) {
-      CAPTURE(test::mode_name(t));
-      CAPTURE(msi);
-      RigOptions o;
-      o.threading = t;
-      o.msi = msi;
-      Rig rig(o);
-      CHECK(rig.cmdq->msi() == msi);
-      const uint64_t msis_before = rig.model->queues().counters().sync_msis;
+  test::for_each_mode([&](RigOptions o) {
+    Rig rig(o);
+    CHECK(rig.cmdq->msi() == o.msi);
+    const uint64_t msis_before = rig.model->queues().counters().sync_msis;
 
-      for (uint32_t sid = 0; sid < 3; sid++) REQUIRE(rig.cmdq->issue_cmd(cfgi_ste(sid)).ok());
-      REQUIRE(rig.cmdq->issue_sync().ok());
-      // The CMD_SYNC completed: everything before it has been executed (4.7.3).
-      CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 3);
-      CHECK(rig.executed(Opcode::CMD_SYNC) == 1);
+    for (uint32_t sid = 0; sid < 3; sid++) REQUIRE(rig.cmdq->issue_cmd(cfgi_ste(sid)).ok());
+    REQUIRE(rig.cmdq->issue_sync().ok());
+    // The CMD_SYNC completed: everything before it has been executed (4.7.3).
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 3);
+    CHECK(rig.executed(Opcode::CMD_SYNC) == 1);
 
-      REQUIRE(rig.cmdq->issue_cmd_with_sync(cfgi_ste(9)).ok());
-      CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 4);
-      CHECK(rig.executed(Opcode::CMD_SYNC) == 2);
-      // MSI completion is the SMMU's write into the CMD_SYNC's own slot.
-      CHECK(rig.model->queues().counters().sync_msis - msis_before == (msi ? 2u : 0u));
-      CHECK(rig.model->queues().counters().msi_aborts == 0);
+    REQUIRE(rig.cmdq->issue_cmd_with_sync(cfgi_ste(9)).ok());
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 4);
+    CHECK(rig.executed(Opcode::CMD_SYNC) == 2);
+    // MSI completion is the SMMU's write into the CMD_SYNC's own slot.
+    CHECK(rig.model->queues().counters().sync_msis - msis_before == (o.msi ? 2u : 0u));
+    CHECK(rig.model->queues().counters().msi_aborts == 0);
 
-      const CmdqCounters c = rig.cmdq->counters();
-      CHECK(c.commands == 4);
-      CHECK(c.syncs == 2);
-      CHECK(c.reservations == 5);
-      CHECK(c.prod_writes == 5);  // one thread: every reservation is its own owner
-      CHECK(c.full == 0);
-      CHECK(c.timeouts == 0);
-      CHECK(rig.gerror_active() == 0);
-    }
-  }
+    const CmdqCounters c = rig.cmdq->counters();
+    CHECK(c.commands == 4);
+    CHECK(c.syncs == 2);
+    CHECK(c.reservations == 5);
+    CHECK(c.prod_writes == 5);  // one thread: every reservation is its own owner
+    CHECK(c.full == 0);
+    CHECK(c.timeouts == 0);
+    CHECK(rig.gerror_active() == 0);
+  });
 }
 
 TEST_CASE("MSI completion needs IDR0.MSI: without it CMDQ_CONS is polled") {
@@ -146,36 +133,29 @@ TEST_CASE("a non-coherent SMMU: commands are cleaned to memory, completion is po
 }
 
 TEST_CASE("the queue wraps many times; a list longer than the queue is split") {
-  for (Threading t : kModes) {
-    for (bool msi : {false, true}) {
-      CAPTURE(test::mode_name(t));
-      CAPTURE(msi);
-      RigOptions o;
-      o.threading = t;
-      o.msi = msi;
-      o.log2_entries = 3;  // 8 slots
-      Rig rig(o);
-      uint64_t total = 0;
-      for (unsigned i = 0; i < 300; i++) {
-        const unsigned k = i % 8;  // 0..7 commands, then a CMD_SYNC
-        std::vector<hw::Command> cmds;
-        for (unsigned j = 0; j < k; j++) cmds.push_back(cfgi_ste_cmd(i * 8 + j));
-        REQUIRE(rig.cmdq->issue_cmdlist(cmds.data(), cmds.size(), true).ok());
-        total += k;
-        REQUIRE(rig.executed(Opcode::CMD_CFGI_STE) == total);
-        REQUIRE(rig.executed(Opcode::CMD_SYNC) == i + 1);
-      }
-      // 100 commands through an 8-slot queue: several reservations, one CMD_SYNC at the end.
-      std::vector<hw::Command> many;
-      for (uint32_t sid = 0; sid < 100; sid++) many.push_back(cfgi_ste_cmd(sid));
-      REQUIRE(rig.cmdq->issue_cmdlist(many.data(), many.size(), true).ok());
-      CHECK(rig.executed(Opcode::CMD_CFGI_STE) == total + 100);
-      CHECK(rig.executed(Opcode::CMD_SYNC) == 301);
-      // PROD and CONS agree, wrap flags included.
-      CHECK(hw::queue_empty(rig.io.readl(hw::CMDQ_PROD::kOffset),
-                            rig.io.readl(hw::CMDQ_CONS::kOffset), 3));
+  test::for_each_mode([&](RigOptions o) {
+    o.log2_entries = 3;  // 8 slots
+    Rig rig(o);
+    uint64_t total = 0;
+    for (unsigned i = 0; i < 300; i++) {
+      const unsigned k = i % 8;  // 0..7 commands, then a CMD_SYNC
+      std::vector<hw::Command> cmds;
+      for (unsigned j = 0; j < k; j++) cmds.push_back(cfgi_ste_cmd(i * 8 + j));
+      REQUIRE(rig.cmdq->issue_cmdlist(cmds.data(), cmds.size(), true).ok());
+      total += k;
+      REQUIRE(rig.executed(Opcode::CMD_CFGI_STE) == total);
+      REQUIRE(rig.executed(Opcode::CMD_SYNC) == i + 1);
     }
-  }
+    // 100 commands through an 8-slot queue: several reservations, one CMD_SYNC at the end.
+    std::vector<hw::Command> many;
+    for (uint32_t sid = 0; sid < 100; sid++) many.push_back(cfgi_ste_cmd(sid));
+    REQUIRE(rig.cmdq->issue_cmdlist(many.data(), many.size(), true).ok());
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == total + 100);
+    CHECK(rig.executed(Opcode::CMD_SYNC) == 301);
+    // PROD and CONS agree, wrap flags included.
+    CHECK(hw::queue_empty(rig.io.readl(hw::CMDQ_PROD::kOffset),
+                          rig.io.readl(hw::CMDQ_CONS::kOffset), 3));
+  });
 }
 
 TEST_CASE("CmdqBatch: commands gathered, submitted with one CMD_SYNC") {
@@ -214,22 +194,8 @@ TEST_CASE("CmdqBatch: commands gathered, submitted with one CMD_SYNC") {
   }
 }
 
-// Waits (bounded) for `cond`, a test convenience, never a timing assertion.
-bool eventually(const std::function<bool()>& cond) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
-
 TEST_CASE("a full queue waits until the SMMU drains it") {
-  for (bool msi : {false, true}) {
-    CAPTURE(msi);
-    RigOptions o;
-    o.threading = Threading::kManual;
-    o.msi = msi;
+  test::for_each_completion(Threading::kManual, [&](RigOptions o) {
     o.log2_entries = 2;  // 4 slots
     Rig rig(o);
     // Fill the queue: the model consumes nothing until process().
@@ -247,21 +213,19 @@ TEST_CASE("a full queue waits until the SMMU drains it") {
       result = r.ok() ? 0 : r.error().code();
       done = true;
     });
-    // The producer found no room and is waiting for it, with nothing consumed.
-    REQUIRE(eventually([&] { return rig.cmdq->counters().full >= 1; }));
+    // The producer found no room and is waiting for it, with nothing consumed. A bounded wait,
+    // never a timing assertion; the model must not run meanwhile.
+    REQUIRE(test::wait_until([&] { return rig.cmdq->counters().full >= 1; }));
     CHECK_FALSE(done.load());
     CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 0);
     // The SMMU drains the queue; the producer reserves, publishes, and its CMD_SYNC completes.
-    REQUIRE(eventually([&] {
-      rig.model->queues().process();
-      return done.load();
-    }));
+    REQUIRE(rig.poll([&] { return done.load(); }));
     producer.join();
     CHECK(result.load() == 0);
     CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 6);
     CHECK(rig.executed(Opcode::CMD_SYNC) == 1);
     CHECK(rig.cmdq->counters().timeouts == 0);
-  }
+  });
 }
 
 TEST_CASE("a full queue that is never drained times out") {
@@ -285,11 +249,7 @@ TEST_CASE("a full queue that is never drained times out") {
 }
 
 TEST_CASE("a CMD_SYNC the SMMU never completes is -ETIMEDOUT, promptly") {
-  for (bool msi : {false, true}) {
-    CAPTURE(msi);
-    RigOptions o;
-    o.threading = Threading::kManual;
-    o.msi = msi;
+  test::for_each_completion(Threading::kManual, [&](RigOptions o) {
     o.timeout_us = 20'000;
     Rig rig(o);
     hosted::LogCapture log;
@@ -302,48 +262,41 @@ TEST_CASE("a CMD_SYNC the SMMU never completes is -ETIMEDOUT, promptly") {
     rig.model->queues().process();
     CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 1);
     CHECK(rig.executed(Opcode::CMD_SYNC) == 2);
-  }
+  });
 }
 
 TEST_CASE("an illegal command: CERROR_ILL, the GERROR handler recovers, its submitter sees -EIO") {
-  for (Threading t : kModes) {
-    for (bool msi : {false, true}) {
-      CAPTURE(test::mode_name(t));
-      CAPTURE(msi);
-      RigOptions o;
-      o.threading = t;
-      o.msi = msi;
-      Rig rig(o);
-      hosted::LogCapture log;
-      const hw::Command cmds[] = {cfgi_ste_cmd(1), illegal_cmd(2), cfgi_ste_cmd(3)};
-      CHECK(rig.cmdq->issue_cmdlist(cmds, 3, true).error() == Error(-EIO));
-      // Logged with both words, the command replaced by a CMD_SYNC, the error acknowledged.
-      CHECK(log.contains("CERROR_ILL"));
-      CHECK(log.contains(fmt::format("{:#018x}", illegal_cmd(2).word(0))));
-      CHECK(rig.gerror_active() == 0);
-      CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 2);
-      CHECK(rig.cmdq->counters().command_errors == 1);
-      CHECK(rig.cmdq->counters().failed_syncs == 1);
+  test::for_each_mode([&](RigOptions o) {
+    Rig rig(o);
+    hosted::LogCapture log;
+    const hw::Command cmds[] = {cfgi_ste_cmd(1), illegal_cmd(2), cfgi_ste_cmd(3)};
+    CHECK(rig.cmdq->issue_cmdlist(cmds, 3, true).error() == Error(-EIO));
+    // Logged with both words, the command replaced by a CMD_SYNC, the error acknowledged.
+    CHECK(log.contains("CERROR_ILL"));
+    CHECK(log.contains(fmt::format("{:#018x}", illegal_cmd(2).word(0))));
+    CHECK(rig.gerror_active() == 0);
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 2);
+    CHECK(rig.cmdq->counters().command_errors == 1);
+    CHECK(rig.cmdq->counters().failed_syncs == 1);
 
-      // The queue goes on: later commands complete and their CMD_SYNC reports success.
-      REQUIRE(rig.cmdq->issue_cmd_with_sync(cfgi_ste(4)).ok());
-      CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 3);
+    // The queue goes on: later commands complete and their CMD_SYNC reports success.
+    REQUIRE(rig.cmdq->issue_cmd_with_sync(cfgi_ste(4)).ok());
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 3);
 
-      // A Reserved opcode too, alone with its CMD_SYNC.
-      const hw::Command reserved = test::reserved_opcode_cmd();
-      CHECK(rig.cmdq->issue_cmd_with_sync(reserved).error() == Error(-EIO));
-      CHECK(rig.cmdq->counters().command_errors == 2);
-      CHECK(rig.gerror_active() == 0);
+    // A Reserved opcode too, alone with its CMD_SYNC.
+    const hw::Command reserved = test::reserved_opcode_cmd();
+    CHECK(rig.cmdq->issue_cmd_with_sync(reserved).error() == Error(-EIO));
+    CHECK(rig.cmdq->counters().command_errors == 2);
+    CHECK(rig.gerror_active() == 0);
 
-      // An error in a submission without a CMD_SYNC is not someone else's: a later, separate
-      // CMD_SYNC succeeds.
-      REQUIRE(rig.cmdq->issue_cmd(illegal_cmd(5)).ok());
-      REQUIRE(rig.cmdq->issue_sync().ok());
-      CHECK(rig.cmdq->counters().command_errors == 3);
-      CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 3);
-      CHECK(rig.gerror_active() == 0);
-    }
-  }
+    // An error in a submission without a CMD_SYNC is not someone else's: a later, separate
+    // CMD_SYNC succeeds.
+    REQUIRE(rig.cmdq->issue_cmd(illegal_cmd(5)).ok());
+    REQUIRE(rig.cmdq->issue_sync().ok());
+    CHECK(rig.cmdq->counters().command_errors == 3);
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 3);
+    CHECK(rig.gerror_active() == 0);
+  });
 }
 
 TEST_CASE("a CmdqBatch whose early, sync-less part held the illegal command reports -EIO") {
@@ -375,13 +328,11 @@ TEST_CASE("CERROR_ATC_INV_SYNC: the CMD_SYNC is retried and its submitter sees -
     setup.threading = t;
     setup.lines.gerror = test::kGerrorLine;
     qh::Harness h(setup);
-    auto made = Cmdq::create(CmdqConfig{.page0 = h.io.window(0, test::kPage0Bytes),
-                                        .dma = &h.platform->dma(),
-                                        .log2_entries = 4,
-                                        .timeout_us = 60'000'000,
-                                        .name = "smmu-atc"});
-    REQUIRE(made.ok());
-    Box<Cmdq> cmdq = made.release_value();
+    Box<Cmdq> cmdq = test::make_cmdq(CmdqConfig{.page0 = h.io.window(0, test::kPage0Bytes),
+                                                .dma = &h.platform->dma(),
+                                                .log2_entries = 4,
+                                                .timeout_us = test::kTimeoutUs,
+                                                .name = "smmu-atc"});
     REQUIRE(h.irq().request_irq(test::kGerrorLine, test::gerror_handler, cmdq.get()).ok());
     REQUIRE(h.write_irq_ctrl(hw::IRQ_CTRL::GERROR_IRQEN::kMask));
     REQUIRE(cmdq->reset().ok());
@@ -427,52 +378,31 @@ class UnreachableDma final : public DmaAllocator {
 };
 
 TEST_CASE("CERROR_ABT that persists stops the queue without a hang") {
-  auto p = Platform::create();
-  REQUIRE(p.ok());
-  auto platform = p.release_value();
-  auto s =
-      Smmuv3::create(Config::smmuv3_2(), platform->mem(),
-                     Smmuv3::Options{.threading = Threading::kSync,
-                                     .irq = &platform->irq(),
-                                     .lines = {.gerror = static_cast<int>(test::kGerrorLine)}});
-  REQUIRE(s.ok());
-  auto model = s.release_value();
-  const Mmio io = Mmio::model(model->regs(), hw::kRegisterSpaceBytes);
-  UnreachableDma dma;
-  auto made = Cmdq::create(CmdqConfig{.page0 = io.window(0, test::kPage0Bytes),
-                                      .dma = &dma,
-                                      .log2_entries = 3,
-                                      .msi = false,
-                                      .timeout_us = 20'000,
-                                      .name = "smmu-abt"});
-  REQUIRE(made.ok());
-  Box<Cmdq> cmdq = made.release_value();
-  REQUIRE(platform->irq().request_irq(test::kGerrorLine, test::gerror_handler, cmdq.get()).ok());
-  io.writel(hw::IRQ_CTRL::GERROR_IRQEN::kMask, hw::IRQ_CTRL::kOffset);
-  REQUIRE(cmdq->reset().ok());
-  io.writel(hw::CR0::CMDQEN::kMask, hw::CR0::kOffset);
-  REQUIRE(io.readl(hw::CR0ACK::kOffset) == hw::CR0::CMDQEN::kMask);  // kSync: at once
+  UnreachableDma dma;  // outlives the rig, whose Cmdq frees into it
+  RigOptions o;
+  o.log2_entries = 3;
+  o.msi = false;
+  o.timeout_us = 20'000;
+  o.dma = &dma;
+  Rig rig(o);
+  REQUIRE(rig.io.readl(hw::CR0ACK::kOffset) == hw::CR0::CMDQEN::kMask);  // kSync: at once
 
   hosted::LogCapture log;
-  CHECK(cmdq->issue_cmd_with_sync(cfgi_ste(1)).error() == Error(-ETIMEDOUT));
+  CHECK(rig.cmdq->issue_cmd_with_sync(cfgi_ste(1)).error() == Error(-ETIMEDOUT));
   CHECK(log.contains("aborted; replacing it with CMD_SYNC"));
   CHECK(log.contains("aborted again"));
   // Left unacknowledged: the queue stays stopped until a reset.
-  CHECK((hw::active_errors(hw::GERROR::read_from(io), hw::GERRORN::read_from(io)) &
-         hw::GERROR::CMDQ_ERR::kMask) != 0);
-  CHECK(cmdq->counters().command_errors == 2);
+  CHECK((rig.gerror_active() & hw::GERROR::CMDQ_ERR::kMask) != 0);
+  CHECK(rig.cmdq->counters().command_errors == 2);
 
-  io.writel(0, hw::CR0::kOffset);
-  REQUIRE(io.readl(hw::CR0ACK::kOffset) == 0);
-  platform->irq().free_irq(test::kGerrorLine);
-  cmdq.reset();
-  model.reset();
+  rig.io.writel(0, hw::CR0::kOffset);
+  REQUIRE(rig.io.readl(hw::CR0ACK::kOffset) == 0);
 }
 
 TEST_CASE("allocation failures at create are -ENOMEM and leak nothing") {
   Rig rig;  // the model and its registers; the rig's own Cmdq is already made
   auto& dma = rig.platform->dma();
-  const CmdqConfig cfg{.page0 = rig.io.window(0, test::kPage0Bytes), .dma = &dma};
+  const CmdqConfig cfg{.page0 = rig.page0(), .dma = &dma};
   const size_t dma_live = dma.live_allocations();
   const long kmalloc_live = hosted::kmalloc_live();
 

@@ -6,58 +6,40 @@
 
 #include <doctest/doctest.h>
 
-#include <memory>
 #include <vector>
 
 #include "arch/smmuv3/event.h"
 #include "arch/smmuv3/regs.h"
-#include "testing/models/platform/platform.h"
+#include "drivers/iommu/arm/arm-smmu-v3/model_rig.h"
 #include "testing/models/smmuv3/smmuv3.h"
 
 namespace strata::arm_smmu_v3 {
 namespace {
 
 namespace hw = ::strata::smmuv3;
-using sim::Platform;
-using sim::smmuv3::Config;
 using sim::smmuv3::EventResult;
 using sim::smmuv3::PriResult;
-using sim::smmuv3::Smmuv3;
 using sim::smmuv3::Threading;
 
-struct Rig {
-  std::unique_ptr<Platform> platform;
-  std::unique_ptr<Smmuv3> smmu;
-  Mmio io;
+// The model and the queues under test, which the rig owns so that the SMMU stops writing them
+// before their memory goes.
+struct Rig : test::ModelRig {
+  explicit Rig(Threading t) : ModelRig({.threading = t}) {}
+  ~Rig() { teardown(); }
 
-  explicit Rig(Threading t) {
-    auto p = Platform::create();
-    REQUIRE(p.ok());
-    platform = p.release_value();
-    auto s = Smmuv3::create(Config::smmuv3_2(), platform->mem(), Smmuv3::Options{.threading = t});
-    REQUIRE(s.ok());
-    smmu = s.release_value();
-    io = Mmio::model(smmu->regs(), hw::kRegisterSpaceBytes);
-  }
-  ~Rig() { smmu.reset(); }
-
-  Box<OutQueue> queue(OutQueue::Kind kind, unsigned log2size) {
+  OutQueue* queue(OutQueue::Kind kind, unsigned log2size) {
     auto q = OutQueue::create({.kind = kind,
                                .regs = io,
-                               .dma = &platform->dma(),
+                               .dma = &dma(),
                                .log2size = log2size,
                                .coherent = true,
                                .name = "smmu-test"});
     REQUIRE(q.ok());
-    return q.release_value();
+    queues.push_back(q.release_value());
+    return queues.back().get();
   }
-  // CR0 with the given enables; waits for CR0ACK as a driver does.
-  void enable(uint32_t cr0) {
-    io.writel(cr0, hw::CR0::kOffset);
-    for (int i = 0; i < 1000000 && io.readl(hw::CR0ACK::kOffset) != cr0; i++) {
-    }
-    REQUIRE(io.readl(hw::CR0ACK::kOffset) == cr0);
-  }
+
+  std::vector<Box<OutQueue>> queues;
 };
 
 hw::EventRecord event(uint32_t sid, uint64_t addr) {
@@ -75,13 +57,14 @@ TEST_CASE("events are consumed in order across the queue's wrap") {
     auto q = rig.queue(OutQueue::Kind::event, 3);  // 8 entries
     q->reset();
     CHECK(rig.io.readq(hw::EVENTQ_BASE::kOffset) == q->base_reg());
-    rig.enable(hw::CR0::EVENTQEN::kMask);
+    REQUIRE(rig.set_cr0_bits(hw::CR0::EVENTQEN::kMask, true));
 
     uint32_t next = 0;
     std::vector<uint32_t> seen;
     for (int round = 0; round < 5; round++) {
       for (int i = 0; i < 6; i++) {
-        CHECK(rig.smmu->queues().record_event(event(next, 0x1000 * next)) == EventResult::kWritten);
+        CHECK(rig.model->queues().record_event(event(next, 0x1000 * next)) ==
+              EventResult::kWritten);
         next++;
       }
       const auto c = q->consume([&](const uint64_t* w) {
@@ -106,11 +89,11 @@ TEST_CASE("an overflow is reported once and acknowledged, and recording resumes"
   Rig rig(Threading::kSync);
   auto q = rig.queue(OutQueue::Kind::event, 2);  // 4 entries
   q->reset();
-  rig.enable(hw::CR0::EVENTQEN::kMask);
+  REQUIRE(rig.set_cr0_bits(hw::CR0::EVENTQEN::kMask, true));
   for (uint32_t i = 0; i < 4; i++)
-    CHECK(rig.smmu->queues().record_event(event(i, 0)) == EventResult::kWritten);
-  CHECK(rig.smmu->queues().record_event(event(4, 0)) == EventResult::kOverflow);
-  CHECK(rig.smmu->queues().record_event(event(5, 0)) == EventResult::kOverflow);
+    CHECK(rig.model->queues().record_event(event(i, 0)) == EventResult::kWritten);
+  CHECK(rig.model->queues().record_event(event(4, 0)) == EventResult::kOverflow);
+  CHECK(rig.model->queues().record_event(event(5, 0)) == EventResult::kOverflow);
 
   unsigned n = 0;
   auto c = q->consume([&](const uint64_t*) { n++; });
@@ -120,7 +103,7 @@ TEST_CASE("an overflow is reported once and acknowledged, and recording resumes"
   CHECK((rig.io.readl(hw::EVENTQ_CONS::kOffset) >> 31) ==
         (rig.io.readl(hw::EVENTQ_PROD::kOffset) >> 31));
 
-  CHECK(rig.smmu->queues().record_event(event(6, 0)) == EventResult::kWritten);
+  CHECK(rig.model->queues().record_event(event(6, 0)) == EventResult::kWritten);
   c = q->consume([&](const uint64_t*) { n++; });
   CHECK(c.entries == 1);
   CHECK_FALSE(c.overflowed);
@@ -133,7 +116,7 @@ TEST_CASE("page requests are consumed from the PRI queue") {
   q->reset();
   CHECK(rig.io.readq(hw::PRIQ_BASE::kOffset) == q->base_reg());
   // The effective PRIQEN needs SMMUEN too (queues.h).
-  rig.enable(hw::CR0::PRIQEN::kMask | hw::CR0::SMMUEN::kMask);
+  REQUIRE(rig.set_cr0_bits(hw::CR0::PRIQEN::kMask | hw::CR0::SMMUEN::kMask, true));
   hw::PriRecord req;
   req.set<hw::PriRecord::StreamID>(9)
       .set<hw::PriRecord::SSV>(1)
@@ -142,7 +125,7 @@ TEST_CASE("page requests are consumed from the PRI queue") {
       .set<hw::PriRecord::Last>(1)
       .set<hw::PriRecord::W>(1)
       .set<hw::PriRecord::Address>(0x7000);
-  CHECK(rig.smmu->queues().record_page_request(req).kind == PriResult::Kind::kRecorded);
+  CHECK(rig.model->queues().record_page_request(req).kind == PriResult::Kind::kRecorded);
   std::vector<hw::PriRecord> got;
   const auto c = q->consume([&](const uint64_t* w) {
     hw::PriRecord r;

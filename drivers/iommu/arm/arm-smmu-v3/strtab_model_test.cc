@@ -7,8 +7,6 @@
 // skips commands, or downgrades Leaf == 0 to Leaf == 1) prove that the tests would see one.
 #include "drivers/iommu/arm/arm-smmu-v3/strtab.h"
 
-#include <string.h>
-
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -23,6 +21,8 @@
 #include "arch/smmuv3/regs.h"
 #include "arch/smmuv3/ste.h"
 #include "core/io-pgtable/io_pgtable.h"
+#include "drivers/iommu/arm/arm-smmu-v3/harness_rig.h"
+#include "drivers/iommu/arm/arm-smmu-v3/model_rig.h"
 #include "drivers/iommu/arm/arm-smmu-v3/ste.h"
 #include "testing/models/smmuv3/smmuv3.h"
 #include "testing/models/smmuv3/smmuv3_harness.h"
@@ -36,59 +36,25 @@ using sim::smmuv3::Threading;
 using sim::smmuv3::Translated;
 using sim::smmuv3::test::data_ipa;
 using sim::smmuv3::test::data_pa;
-using sim::smmuv3::test::kRamBase;
-using sim::smmuv3::test::Machine;
-
-// DMA memory for the driver's tables from the upper half of the machine's RAM, which the
-// harness's fixed-address pools (below +128 MiB) never touch. Never reused.
-class BumpDma final : public DmaAllocator {
- public:
-  explicit BumpDma(sim::PhysMem& mem) : mem_(mem) {}
-  Result<DmaRegion> alloc(size_t size, size_t align) override {
-    std::lock_guard<std::mutex> g(mu_);
-    const phys_addr_t pa = (next_ + align - 1) & ~(phys_addr_t{align} - 1);
-    if (size == 0 || pa + size > kEnd) return Error(-ENOMEM);
-    next_ = pa + size;
-    void* cpu = mem_.host_ptr(pa, size);
-    memset(cpu, 0, size);
-    return DmaRegion{cpu, pa, size};
-  }
-  void free(const DmaRegion&) override {}
-  bool coherent() const override { return true; }
-
- private:
-  static constexpr phys_addr_t kEnd = kRamBase + (uint64_t{256} << 20);
-  sim::PhysMem& mem_;
-  std::mutex mu_;
-  phys_addr_t next_ = kRamBase + (uint64_t{128} << 20);
-};
 
 // CMD_CFGI_STE + CMD_SYNC through the model's Command queue, as the driver's queue will.
 struct ModelInvalidator final : StrtabInvalidator {
-  explicit ModelInvalidator(Machine& machine) : m(machine) {}
+  explicit ModelInvalidator(test::HarnessRig& rig) : r(rig) {}
 
   Result<void> cfgi_ste(uint32_t sid, bool leaf) override {
     std::lock_guard<std::mutex> g(mu);
     calls++;
     if (skip) return ok();  // a driver that forgets the invalidation
-    m.put_cmd(sim::smmuv3::test::cfgi_ste(sid, force_leaf1 || leaf));
-    m.put_cmd(sim::smmuv3::test::sync_cmd());
-    m.writel(m.prod, arch::CMDQ_PROD::kOffset);
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      if (m.gerror_active() & arch::GERROR::CMDQ_ERR::kMask) return Error(-EIO);
-      if (arch::queue_empty(m.prod, m.readl(arch::CMDQ_CONS::kOffset), Machine::kQs)) return ok();
-      if (std::chrono::steady_clock::now() > deadline) return Error(-ETIMEDOUT);
-      std::this_thread::yield();
-    }
+    r.m.put_cmd(sim::smmuv3::test::cfgi_ste(sid, force_leaf1 || leaf));
+    return r.issue_sync(timeout);
   }
 
-  Machine& m;
+  test::HarnessRig& r;
   std::mutex mu;
   unsigned calls = 0;
   bool skip = false;
   bool force_leaf1 = false;  // a driver that never uses Leaf == 0
-  std::chrono::milliseconds timeout{20000};
+  std::chrono::milliseconds timeout = test::kTimeout;
 };
 
 // The model's default configuration (smmuv3.h: an SMMUv3.2 with everything) as the driver
@@ -101,10 +67,10 @@ const SteFeatures kFeatures{.coherent = true,
 
 // A machine whose SMMU walks a Strtab: queues on, the table's registers programmed while
 // SMMUEN == 0, CMD_CFGI_ALL, then SMMUEN (the driver's enable sequence).
-struct Rig {
+struct Rig : test::HarnessRig {
   explicit Rig(Threading mode, unsigned sid_bits, bool two_level, const arch::STE& initial)
-      : m(mode), dma(m.mem()), inv(m) {
-    auto t = Strtab::create(dma, inv,
+      : HarnessRig(mode), inv(*this) {
+    auto t = Strtab::create(dma(), inv,
                             StrtabConfig{.sid_bits = sid_bits,
                                          .two_level = two_level,
                                          .initial = initial,
@@ -119,17 +85,11 @@ struct Rig {
     REQUIRE(m.enable(arch::CR0::SMMUEN::kMask));
     inv.calls = 0;
   }
+  // The SMMU stops walking the table before its memory goes.
+  ~Rig() { teardown(); }
 
-  // Whether the oracle reported a stale translation since the last call (and forgets them).
-  bool stale_reported() {
-    const bool any = !m.model().stale_reports().empty();
-    m.model().clear_stale_reports();
-    return any;
-  }
   uint64_t cfgi_ste_executed() { return m.model().counters().command(arch::Opcode::CMD_CFGI_STE); }
 
-  Machine m;
-  BumpDma dma;
   ModelInvalidator inv;
   Box<Strtab> strtab;
 };
@@ -195,7 +155,7 @@ TEST_CASE("a stage-2 STE over an io-pgtable translates") {
     cfg.pgsize_bitmap = SZ_4K | SZ_2M | SZ_1G;
     cfg.ias = ias;
     cfg.oas = 48;
-    cfg.dma = &r.dma;
+    cfg.dma = &r.dma();
     auto pt = IoPgtable::alloc(IoPgtableFmt::arm_64_lpae_s2, cfg);
     REQUIRE(pt.ok());
     REQUIRE((*pt)->map_pages(0x8000'0000, data_pa(0), SZ_4K, 2, IOMMU_READ | IOMMU_WRITE).ok());
