@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -17,9 +18,8 @@
 #include "core/dma-iommu/dma_iommu.h"
 #include "core/iommu.h"
 #include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
-#include "drivers/iommu/arm/arm-smmu-v3/cd_lib.h"
 #include "testing/sim/arm_system.h"
-#include "testing/sim/guest_memory.h"
+#include "testing/sim/guest.h"
 
 namespace strata::sim {
 namespace {
@@ -236,50 +236,11 @@ TEST_CASE("stage 2: a nest-parent domain attached alone translates with an S2-on
   }
 }
 
-// The guest: its own RAM (guest-physical addresses), its own stage-1 tables and CD built with
-// strata's io-pgtable and cd-lib, as a guest OS would, and the STE words it would write into its
-// vSMMU's stream table.
-struct Guest {
-  static constexpr phys_addr_t kGpa = 0x8000'0000;
-  static constexpr uint64_t kSize = 16 << 20;
-  static constexpr uint32_t kAsid = 7;
-
-  DmaBuffer ram;
-  std::unique_ptr<GuestMemory> mem;
-  IommuFlushOps flush_ops{.tlb_flush_walk = [](uint64_t, size_t, size_t, void*) {}};
-  IoPgtableCfg cfg = {};
-  Box<IoPgtable> pgtbl;
-  DmaRegion cd = {};
-  arm_smmu_v3::ArmSmmuNestedData ste = {};
-
-  explicit Guest(ArmSystem& sys) {
-    auto r = DmaBuffer::alloc(sys.platform().dma(), kSize, 2 << 20);
-    REQUIRE(r.ok());
-    ram = r.release_value();
-    mem = std::make_unique<GuestMemory>(sys.platform().mem(), ram.phys(), kGpa, kSize);
-    cfg.pgsize_bitmap = SZ_4K | SZ_2M | SZ_1G;
-    cfg.ias = 48;
-    cfg.oas = 48;
-    cfg.dma = mem.get();
-    cfg.tlb = &flush_ops;
-    auto p = IoPgtable::alloc(IoPgtableFmt::arm_64_lpae_s1, cfg);
-    REQUIRE(p.ok());
-    pgtbl = p.release_value();
-    auto c = mem->alloc(64, 64);
-    REQUIRE(c.ok());
-    cd = c.value();
-    auto words = arm_smmu_v3::make_s1_cd(cfg, kAsid);
-    REQUIRE(words.ok());
-    for (size_t i = 0; i < hw::CD::kWords; i++)
-      dma_write64(static_cast<uint64_t*>(cd.cpu) + i, words.value().word(i));
-    const hw::STE s = arm_smmu_v3::make_cdtable_ste(arm_smmu_v3::SteFeatures{},
-                                                    arm_smmu_v3::SteCdTable{.cdtab = cd.phys});
-    ste.ste[0] = s.word(0);
-    ste.ste[1] = s.word(1);
-  }
-  // A guest page at guest-physical `gpa`, as the host sees it.
-  uint8_t* host_ptr(phys_addr_t gpa) { return static_cast<uint8_t*>(ram.cpu()) + (gpa - kGpa); }
-};
+std::unique_ptr<Guest> make_guest(ArmSystem& sys) {
+  auto r = Guest::create(sys.platform());
+  REQUIRE(r.ok());
+  return r.release_value();
+}
 
 TEST_CASE("nested: the guest's stage 1 (in guest memory, IPA pointers) over the host's stage 2") {
   for (Threading t : kModes) {
@@ -289,44 +250,43 @@ TEST_CASE("nested: the guest's stage 1 (in guest memory, IPA pointers) over the 
     FaultLog log;
     REQUIRE(iommu_register_device_fault_handler(dev, &FaultLog::handler, &log).ok());
     Owned owned(dev);
-    Guest guest(*sys);
+    auto guest = make_guest(*sys);
 
     // The host's stage 2: guest RAM at its guest-physical addresses.
     Box<Domain> s2 = paging_domain(dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
-    REQUIRE(iommu_map(*s2, Guest::kGpa, guest.ram.phys(), Guest::kSize, kRw).ok());
+    REQUIRE(iommu_map(*s2, Guest::kGpa, guest->ram_hpa(), Guest::kSize, kRw).ok());
 
     // The guest maps two IOVAs onto its buffers.
     const phys_addr_t src_gpa = Guest::kGpa + (8 << 20), dst_gpa = Guest::kGpa + (9 << 20);
     const uint64_t src_iova = 0x10'0000'0000, dst_iova = 0x20'0000'0000;
-    REQUIRE(guest.pgtbl->map_pages(src_iova, src_gpa, SZ_4K, 2, kRw).ok());
-    REQUIRE(guest.pgtbl->map_pages(dst_iova, dst_gpa, SZ_4K, 2, kRw).ok());
-    for (unsigned i = 0; i < 8192; i++) guest.host_ptr(src_gpa)[i] = static_cast<uint8_t>(i ^ 0x5c);
+    REQUIRE(guest->map(src_iova, src_gpa, 2 * SZ_4K, kRw).ok());
+    REQUIRE(guest->map(dst_iova, dst_gpa, 2 * SZ_4K, kRw).ok());
+    for (unsigned i = 0; i < 8192; i++)
+      guest->host_ptr(src_gpa)[i] = static_cast<uint8_t>(i ^ 0x5c);
 
-    auto nested = iommu_domain_alloc_nested(dev, *s2, &guest.ste, sizeof(guest.ste));
+    auto nested = iommu_domain_alloc_nested(dev, *s2, &guest->ste(), sizeof(guest->ste()));
     REQUIRE(nested.ok());
     Domain& n = *nested.value();
     REQUIRE(iommu_attach_group(n, owned.group).ok());
     auto ste = sys->smmu().strtab().read_ste(sys->platform().engine_stream_id(0));
     REQUIRE(ste.ok());
     CHECK(ste.value().get<hw::STE::Config>() == hw::kConfigNested);
-    CHECK(ste.value().get<hw::STE::S1ContextPtr>() == guest.cd.phys);  // an IPA
+    CHECK(ste.value().get<hw::STE::S1ContextPtr>() == guest->cd_ipa());  // an IPA
 
     CHECK(sys->engine(0).copy(src_iova, dst_iova, 8192).ok());
-    CHECK(memcmp(guest.host_ptr(src_gpa), guest.host_ptr(dst_gpa), 8192) == 0);
+    CHECK(memcmp(guest->host_ptr(src_gpa), guest->host_ptr(dst_gpa), 8192) == 0);
 
     // The guest unmaps and invalidates through the host (its vSMMU's command queue).
-    IotlbGather gather;
-    REQUIRE(guest.pgtbl->unmap_pages(dst_iova, SZ_4K, 2, gather).ok());
-    gather.release_freelist();
-    const hw::Command inv = hw::descriptor_cast<hw::Command>(
-        hw::CmdTlbi::make(hw::Opcode::CMD_TLBI_NH_ASID).set<hw::CmdTlbi::ASID>(Guest::kAsid));
     auto& an = static_cast<ArmSmmuDomain&>(n);
-    REQUIRE(an.cache_invalidate_user(&inv, 1).ok());
-    memset(guest.host_ptr(dst_gpa), 0, 8192);
+    auto vsmmu_cmdq = [&](const hw::Command* cmds, size_t count) {
+      return an.cache_invalidate_user(cmds, count);
+    };
+    REQUIRE(guest->unmap(dst_iova, 2 * SZ_4K, vsmmu_cmdq).ok());
+    memset(guest->host_ptr(dst_gpa), 0, 8192);
     auto res = sys->engine(0).copy(src_iova, dst_iova, 4096);
     CHECK_FALSE(res.ok());
     CHECK(res.fault_addr == dst_iova);
-    CHECK(guest.host_ptr(dst_gpa)[0] == 0);
+    CHECK(guest->host_ptr(dst_gpa)[0] == 0);
     sys->flush_events();
     auto faults = log.take();
     REQUIRE(faults.size() == 1);
@@ -335,7 +295,8 @@ TEST_CASE("nested: the guest's stage 1 (in guest memory, IPA pointers) over the 
 
     // Commands a guest may not send are refused whole.
     const hw::Command bad[2] = {
-        inv, hw::descriptor_cast<hw::Command>(hw::CmdTlbi::make(hw::Opcode::CMD_TLBI_NSNH_ALL))};
+        guest->tlbi_nh_asid(),
+        hw::descriptor_cast<hw::Command>(hw::CmdTlbi::make(hw::Opcode::CMD_TLBI_NSNH_ALL))};
     const uint64_t before = sys->smmu().cmdq().counters().commands;
     CHECK(an.cache_invalidate_user(bad, 2).error().code() == -EINVAL);
     CHECK(sys->smmu().cmdq().counters().commands == before);
@@ -351,11 +312,11 @@ TEST_CASE("nested: the guest's stage 1 (in guest memory, IPA pointers) over the 
 TEST_CASE("nested: a guest STE the host cannot accept is refused at allocation") {
   auto sys = make_system(Threading::kSync);
   Device& dev = sys->engine_dev(0);
-  Guest guest(*sys);
+  auto guest = make_guest(*sys);
   Box<Domain> s2 = paging_domain(dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
   Box<Domain> s1 = paging_domain(dev);
 
-  arm_smmu_v3::ArmSmmuNestedData bad = guest.ste;
+  arm_smmu_v3::ArmSmmuNestedData bad = guest->ste();
   CHECK(iommu_domain_alloc_nested(dev, *s2, &bad, sizeof(bad) - 1).error().code() == -EINVAL);
   CHECK(iommu_domain_alloc_nested(dev, *s1, &bad, sizeof(bad)).error().code() == -EINVAL);
   // Config: stage 2 translation is the host's to give.
