@@ -213,12 +213,13 @@ struct AtsFunction {
   Device dev;
   sim::smmuv3::SimAtsDevice ep;
 
-  explicit AtsFunction(ArmSystem& sys)
+  // `pri`: what firmware says of the function's PRI (DeviceDesc::pri).
+  explicit AtsFunction(ArmSystem& sys, bool pri = true)
       : dev(DeviceDesc{.name = "ats-fn",
                        .fwspec = {.iommu = &sys.smmu(), .ids = {kSid}, .num_ids = 1},
                        .pci = &pci,
                        .ats = true,
-                       .pri = true}),
+                       .pri = pri}),
         ep(sys.model(), kSid) {}
 };
 
@@ -290,7 +291,7 @@ TEST_CASE("PRI: a page request goes through the PRI queue and IOPF, the answer b
   CHECK_FALSE(fn.ep.write(false, 0, iova, &v, sizeof(v)).ok());
   auto pr = fn.ep.page_request(sim::smmuv3::PageRequest{
       .sid = AtsFunction::kSid, .address = iova, .prg_index = 3, .last = true, .write = true});
-  (void)pr;
+  CHECK(pr.kind == sim::smmuv3::PriResult::Kind::kRecorded);
   sys->flush_events();
   sys->flush_events();  // the IOPF worker's answer may need a second pass
   CHECK(handler.groups == 1);
@@ -317,7 +318,7 @@ TEST_CASE("PRI: a page request goes through the PRI queue and IOPF, the answer b
 // Regression: an unmap of 2 MiB blocks and a 4 KiB page gathered both sizes, and the range
 // TLBIs carried TTL = 3 (4 KiB leaves) for the blocks too, which an SMMU may then skip (4.4.1.1).
 TEST_CASE("invalidation: a range of mixed leaf sizes gets no TTL hint") {
-  auto sys = make_system();
+  auto sys = make_system(ArmSystemConfig{.platform = {.oracle = true}});
   Device& dev = sys->engine_dev(0);
   int owner = 0;
   REQUIRE(iommu_group_claim_dma_owner(*dev.group(), &owner).ok());
@@ -328,10 +329,36 @@ TEST_CASE("invalidation: a range of mixed leaf sizes gets no TTL hint") {
   REQUIRE(sys->engine(0).checksum(iova, 64).ok());                // a 2 MiB block
   REQUIRE(sys->engine(0).checksum(iova + size - 4096, 64).ok());  // the 4 KiB page
   const uint64_t before = sys->model().counters().tlb_hint_mismatches;
+  const uint64_t errors = sys->smmu().cmdq().counters().command_errors;
   REQUIRE(iommu_unmap(*d, iova, size).value() == size);
   CHECK(sys->model().counters().tlb_hint_mismatches == before);
+  // Every command legal (a Reserved encoding would be CERROR_ILL, and nothing invalidated).
+  CHECK(sys->smmu().cmdq().counters().command_errors == errors);
+  CHECK_FALSE(sys->engine(0).checksum(iova, 64).ok());
+  CHECK_FALSE(sys->engine(0).checksum(iova + size - 4096, 64).ok());
+  CHECK(sys->model().stale_reports().empty());
   iommu_detach_group(*d, *dev.group());
   iommu_group_release_dma_owner(*dev.group());
+}
+
+// A function that sends page requests although the driver did not take it for a PRI one (or
+// has not enabled IOPF for it): the core answers the group INVALID at once, and the driver
+// must still send that answer, or the function waits for it for ever.
+TEST_CASE("PRI: a page request of a device without IOPF is answered InvalidRequest") {
+  auto sys = make_system();
+  AtsFunction fn(*sys, /*pri=*/false);
+  REQUIRE(iommu_probe_device(fn.dev).ok());
+  CHECK(iommu_dev_enable_feature(fn.dev, IommuDevFeature::iopf).error().code() == -ENODEV);
+  auto pr = fn.ep.page_request(sim::smmuv3::PageRequest{
+      .sid = AtsFunction::kSid, .address = 0x5000, .prg_index = 9, .last = true, .read = true});
+  CHECK(pr.kind == sim::smmuv3::PriResult::Kind::kRecorded);
+  sys->flush_events();
+  const auto responses = fn.ep.prg_responses();
+  REQUIRE(responses.size() == 1);
+  CHECK(responses[0].prg_index == 9);
+  CHECK(responses[0].response_code == sim::smmuv3::kPrgInvalidRequest);
+  CHECK_FALSE(responses[0].automatic);
+  iommu_release_device(fn.dev);
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ void ArmSmmuV3::handle_page_request(const uint64_t* words) {
   prm.addr = rec.get<P::Address>();
   if (ssv) {
     prm.pasid = static_cast<uint32_t>(rec.get<P::SubstreamID>());
-    // The response carries the PASID of its request (CMD_PRI_RESP.SSV, 4.7.1).
+    // The response carries the PASID of its request (CMD_PRI_RESP.SSV, 4.5.2).
     prm.flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID | IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
   }
   if (last) prm.flags |= IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
@@ -119,8 +119,10 @@ Result<void> ArmSmmuV3::send_pri_resp(uint32_t sid, bool ssv, uint32_t ssid, uin
 
 Result<void> ArmSmmuV3::page_response(Device& dev, const IommuFaultPageRequest& last,
                                       const IommuPageResponse& response) {
+  // Whatever the master's PRI state: the core answers every group the PRI queue reported for
+  // it, the INVALID answers for a device on no IopfQueue included.
   auto* master = static_cast<ArmSmmuMaster*>(dev.iommu_priv());
-  if (!master || !master->pri) return Error(-ENODEV);
+  if (!master) return Error(-ENODEV);
   const bool ssv = last.flags & IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
   // A PCIe function has one Requester ID: its first StreamID.
   return send_pri_resp(master->streams[0].sid, ssv, response.pasid, response.grpid, response.code);

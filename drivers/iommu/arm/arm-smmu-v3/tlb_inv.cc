@@ -80,7 +80,8 @@ Result<void> arm_smmu_tlb_inv_range(CmdSink& sink, const ArmSmmuFeatures& f, con
     // 4.4.1.1: TG gives the granule of the range, NUM and SCALE its length; TTL may only hint
     // the level when every entry invalidated is a leaf of that size.
     cmd.set<CmdTlbi::TG>(tg);
-    if (r.leaf && !r.mixed) cmd.set<CmdTlbi::TTL>(ttl_of(r.granule, r.tg_shift));
+    const bool hint = r.leaf && !r.mixed;
+    if (hint) cmd.set<CmdTlbi::TTL>(ttl_of(r.granule, r.tg_shift));
     uint64_t pages = r.size >> r.tg_shift;
     uint64_t iova = r.iova;
     while (pages) {
@@ -91,7 +92,12 @@ Result<void> arm_smmu_tlb_inv_range(CmdSink& sink, const ArmSmmuFeatures& f, con
       uint64_t num = (pages >> scale) & 0x1f;
       if (num == 0) num = 32;  // only with scale clamped: any 32 runs of 2^31 fit
       cmd.set<CmdTlbi::NUM>(num - 1).set<CmdTlbi::SCALE>(scale).set<CmdTlbi::Address>(iova);
-      STRATA_TRY(add(sink, cmd));
+      // One granule with no level hint: TG with NUM, SCALE and TTL all 0 is Reserved (4.4.1.1),
+      // so it goes as the plain form (TG 0), which invalidates the address at any level.
+      if (!hint && num == 1 && scale == 0)
+        STRATA_TRY(add(sink, CmdTlbi(cmd).set<CmdTlbi::TG>(hw::kTlbiTgNone)));
+      else
+        STRATA_TRY(add(sink, cmd));
       const uint64_t covered = num << scale;
       pages -= covered;
       iova += covered << r.tg_shift;

@@ -168,6 +168,22 @@ TEST_CASE("range invalidation: leaves of several sizes get no TTL hint") {
     CHECK(r.tlbi(i).get<CmdTlbi::TTL>() == 0);
     CHECK(r.tlbi(i).get<CmdTlbi::Leaf>() == 1);
   }
+  // The single page without a hint would be TG with NUM, SCALE and TTL 0, which is Reserved:
+  // it goes as the plain form. The 1024 pages keep the range form (SCALE 10).
+  CHECK(r.tlbi(0).get<CmdTlbi::TG>() == hw::kTlbiTgNone);
+  CHECK(r.tlbi(0).get<CmdTlbi::NUM>() == 0);
+  CHECK(r.tlbi(1).get<CmdTlbi::TG>() == hw::kTlbiTg4K);
+  CHECK(r.tlbi(1).get<CmdTlbi::SCALE>() == 10);
+
+  // The same for a single page whose table went too (not leaf-only).
+  Recorder t;
+  REQUIRE(arm_smmu_tlb_inv_range(
+              t, with_ril(true), kS1,
+              {.iova = 0x5000, .size = SZ_4K, .granule = SZ_4K, .tg_shift = 12, .leaf = false})
+              .ok());
+  REQUIRE(t.cmds.size() == 1);
+  CHECK(t.tlbi(0).get<CmdTlbi::TG>() == hw::kTlbiTgNone);
+  CHECK(t.tlbi(0).get<CmdTlbi::Leaf>() == 0);
   // The gather says when that is.
   IotlbGather g;
   g.add_range(0, SZ_2M, SZ_2M);
