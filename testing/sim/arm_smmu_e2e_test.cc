@@ -19,6 +19,7 @@
 #include "core/iommu.h"
 #include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
 #include "testing/sim/arm_system.h"
+#include "testing/sim/fault_log.h"
 #include "testing/sim/guest.h"
 
 namespace strata::sim {
@@ -37,23 +38,6 @@ std::unique_ptr<ArmSystem> make_system(Threading t, ArmSystemConfig cfg = {}) {
   REQUIRE(r.ok());
   return r.release_value();
 }
-
-// Faults the core hands to a device's handler.
-struct FaultLog {
-  std::mutex mu;
-  std::vector<IommuFault> faults;
-
-  static Result<void> handler(const IommuFault& f, void* data) {
-    auto* log = static_cast<FaultLog*>(data);
-    std::lock_guard<std::mutex> g(log->mu);
-    log->faults.push_back(f);
-    return {};
-  }
-  std::vector<IommuFault> take() {
-    std::lock_guard<std::mutex> g(mu);
-    return std::move(faults);
-  }
-};
 
 struct Buffer {
   DmaBuffer buf;

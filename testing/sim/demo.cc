@@ -19,6 +19,7 @@
 #include "drivers/iommu/arm/arm-smmu-v3/features.h"
 #include "testing/hosted/hosted.h"
 #include "testing/sim/arm_system.h"
+#include "testing/sim/fault_log.h"
 #include "testing/sim/guest.h"
 
 namespace strata::sim {
@@ -226,23 +227,6 @@ const char* granule(unsigned tg) {
   return tg == 0 ? "4K" : tg == 1 ? "64K" : tg == 2 ? "16K" : "?";
 }
 unsigned addr_bits(unsigned ps) { return arm_smmu_v3::arm_smmu_addr_size_bits(ps); }
-
-// Faults the core hands to the device's handler (what VFIO would queue for the VMM).
-struct FaultLog {
-  std::mutex mu;
-  std::vector<IommuFault> faults;
-
-  static Result<void> handler(const IommuFault& f, void* data) {
-    auto* log = static_cast<FaultLog*>(data);
-    std::lock_guard<std::mutex> g(log->mu);
-    log->faults.push_back(f);
-    return {};
-  }
-  std::vector<IommuFault> take() {
-    std::lock_guard<std::mutex> g(mu);
-    return std::move(faults);
-  }
-};
 
 // A circular queue as its BASE register describes it; positions are PROD/CONS values (index
 // and wrap bit).

@@ -228,7 +228,6 @@ class ArmSmmuDomain final : public Domain {
   IommuFlushOps flush_ops_ = {};
   uint16_t asid_ = 0;
   uint16_t vmid_ = 0;
-  bool owns_vmid_ = false;
   smmuv3::CD cd_;  // s1: the CD every attachment installs
   GuestSte guest_;
 
@@ -298,6 +297,9 @@ class ArmSmmuV3 final : public IommuDevice, public StrtabInvalidator {
   Result<void> device_reset();
   Result<void> setup_irqs();
   void disable();
+  // Whether the SMMU's table walks, structure fetches and queue accesses snoop the CPU's
+  // caches: IDR0.COHACC and memory from a coherent allocator.
+  bool coherent() const { return features_.coherent && config_.dma->coherent(); }
   Result<void> write_reg_sync(uint32_t value, uint32_t reg, uint32_t ack);
   Result<void> update_gbpa(uint32_t set, uint32_t clear);
   static void evtq_irq(void* ctx);

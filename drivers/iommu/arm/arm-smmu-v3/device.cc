@@ -48,7 +48,7 @@ ArmSmmuV3::~ArmSmmuV3() {
 }
 
 Result<void> ArmSmmuV3::init_structures() {
-  // VMID 0 is what stage-1 and bypass STEs carry (ste.h), and ASID 0 is left unused as Linux
+  // VMID 0 is what stage-1 STEs carry (ste.h), and ASID 0 is left unused as Linux
   // leaves it, so that a stray ASID-0 entry can never belong to a domain.
   STRATA_TRY(asids_.init(1, (uint32_t{1} << features_.asid_bits) - 1));
   STRATA_TRY(vmids_.init(1, (uint32_t{1} << features_.vmid_bits) - 1));
@@ -62,14 +62,13 @@ Result<void> ArmSmmuV3::init_structures() {
       .timeout_us = config_.timeout_us,
       .name = config_.name,
   }));
-  const bool coherent = features_.coherent && config_.dma->coherent();
   evtq_ = STRATA_TRY(OutQueue::create(OutQueue::Config{
       .kind = OutQueue::Kind::event,
       .regs = config_.regs,
       .dma = config_.dma,
       .log2size =
           config_.evtq_log2 < features_.evtq_shift ? config_.evtq_log2 : features_.evtq_shift,
-      .coherent = coherent,
+      .coherent = coherent(),
       .name = config_.name,
   }));
   if (features_.pri) {
@@ -79,7 +78,7 @@ Result<void> ArmSmmuV3::init_structures() {
         .dma = config_.dma,
         .log2size =
             config_.priq_log2 < features_.priq_shift ? config_.priq_log2 : features_.priq_shift,
-        .coherent = coherent,
+        .coherent = coherent(),
         .name = config_.name,
     }));
   }
@@ -142,9 +141,8 @@ Result<void> ArmSmmuV3::device_reset() {
 
   // Table and queue accesses: write-back cacheable and inner shareable when the SMMU is
   // coherent, non-cacheable outer shareable otherwise (6.3.10).
-  const bool coherent = features_.coherent && config_.dma->coherent();
-  const uint64_t cache = coherent ? hw::kCr1CacheWb : hw::kCr1CacheNc;
-  const uint64_t sh = coherent ? hw::kShIsh : hw::kShOsh;
+  const uint64_t cache = coherent() ? hw::kCr1CacheWb : hw::kCr1CacheNc;
+  const uint64_t sh = coherent() ? hw::kShIsh : hw::kShOsh;
   hw::CR1::read_from_relaxed(page0_)
       .set<hw::CR1::QUEUE_IC>(cache)
       .set<hw::CR1::QUEUE_OC>(cache)
@@ -212,7 +210,7 @@ Result<void> ArmSmmuV3::device_reset() {
 // connected, then enabled together.
 Result<void> ArmSmmuV3::setup_irqs() {
   STRATA_TRY(write_reg_sync(0, hw::IRQ_CTRL::kOffset, hw::IRQ_CTRLACK::kOffset));
-  // No MSIs unless programmed below (an IRQ_CFG0.ADDR of 0 sends none, 6.3.19).
+  // No MSIs unless programmed below (an IRQ_CFG0.ADDR of 0 sends none, 6.3.21).
   hw::GERROR_IRQ_CFG0{}.write_to_relaxed(page0_);
   hw::EVENTQ_IRQ_CFG0{}.write_to_relaxed(page0_);
   if (features_.pri) hw::PRIQ_IRQ_CFG0{}.write_to_relaxed(page0_);

@@ -40,7 +40,8 @@ ArmSmmuDomain::~ArmSmmuDomain() {
     pgtbl_.reset();
   }
   if (stage_ == Stage::s1 && asid_) smmu_.asids_.free(asid_);
-  if (owns_vmid_) smmu_.vmids_.free(vmid_);
+  // A nested domain carries its parent's VMID; the parent frees it.
+  if (stage_ == Stage::s2 && vmid_) smmu_.vmids_.free(vmid_);
 }
 
 Result<void> ArmSmmuDomain::init_paging(Device& dev, uint32_t flags) {
@@ -48,7 +49,7 @@ Result<void> ArmSmmuDomain::init_paging(Device& dev, uint32_t flags) {
   const ArmSmmuFeatures& f = smmu_.features_;
   IoPgtableFmt fmt;
   pgtbl_cfg_.pgsize_bitmap = f.pgsize_bitmap;
-  pgtbl_cfg_.coherent_walk = f.coherent && smmu_.config_.dma->coherent();
+  pgtbl_cfg_.coherent_walk = smmu_.coherent();
   pgtbl_cfg_.dma = smmu_.config_.dma;
   pgtbl_cfg_.tlb = &flush_ops_;
   pgtbl_cfg_.cookie = this;
@@ -63,7 +64,6 @@ Result<void> ArmSmmuDomain::init_paging(Device& dev, uint32_t flags) {
     pgtbl_cfg_.ias = f.ias;
     pgtbl_cfg_.oas = f.oas;
     vmid_ = static_cast<uint16_t>(STRATA_TRY(smmu_.vmids_.alloc()));
-    owns_vmid_ = true;
   }
   if (flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) pgtbl_cfg_.quirks |= IO_PGTABLE_QUIRK_DIRTY;
   pgtbl_ = STRATA_TRY(IoPgtable::alloc(fmt, pgtbl_cfg_));
@@ -191,7 +191,7 @@ void ArmSmmuDomain::invalidate(uint64_t iova, uint64_t size, uint64_t granule, b
       if (!a.master->ats) continue;
       for (unsigned i = 0; i < a.master->num_streams; i++) {
         batch.add(arm_smmu_atc_inv_cmd(a.master->streams[i].sid, a.ssid != 0, a.ssid,
-                                       all ? 0 : iova, all ? UINT64_MAX : size));
+                                       all ? 0 : iova, all ? 0 : size));
         smmu_.counters_.atc_invalidations.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -249,7 +249,24 @@ void ArmSmmuDomain::remove_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
 // slip a RES0 bit into the queue (which would make it CERROR_ILL for everyone's batch).
 namespace {
 
-Result<hw::Command> convert_guest_cmd(const hw::Command& c, uint16_t vmid, uint32_t sid) {
+// What a guest may send, and whether the command concerns its StreamID (else its VMID).
+enum class GuestCmd { refused, tlbi, per_stream, atc };
+
+GuestCmd guest_cmd_kind(const hw::Command& c) {
+  switch (static_cast<hw::Opcode>(c.opcode())) {
+    case hw::Opcode::CMD_TLBI_NH_ALL:
+    case hw::Opcode::CMD_TLBI_NH_ASID:
+    case hw::Opcode::CMD_TLBI_NH_VA:
+    case hw::Opcode::CMD_TLBI_NH_VAA: return GuestCmd::tlbi;
+    case hw::Opcode::CMD_CFGI_CD:
+    case hw::Opcode::CMD_CFGI_CD_ALL: return GuestCmd::per_stream;
+    case hw::Opcode::CMD_ATC_INV: return GuestCmd::atc;
+    default: return GuestCmd::refused;
+  }
+}
+
+// A command of an allowed kind, rebuilt with the host's identifiers.
+hw::Command convert_guest_cmd(const hw::Command& c, uint16_t vmid, uint32_t sid) {
   switch (static_cast<hw::Opcode>(c.opcode())) {
     case hw::Opcode::CMD_TLBI_NH_ALL:
     case hw::Opcode::CMD_TLBI_NH_ASID:
@@ -289,7 +306,7 @@ Result<hw::Command> convert_guest_cmd(const hw::Command& c, uint16_t vmid, uint3
                                                   .set<T::Size>(g.get<T::Size>())
                                                   .set<T::Address>(g.get<T::Address>()));
     }
-    default: return Error(-EINVAL);
+    default: STRATA_BUG("convert_guest_cmd: a command guest_cmd_kind refuses");
   }
 }
 
@@ -298,29 +315,32 @@ Result<hw::Command> convert_guest_cmd(const hw::Command& c, uint16_t vmid, uint3
 Result<void> ArmSmmuDomain::cache_invalidate_user(const hw::Command* cmds, size_t n) {
   if (stage_ != Stage::nested) return Error(-EOPNOTSUPP);
   if (n && !cmds) return Error(-EINVAL);
-  ArmSmmuMaster* master = nullptr;
+  // What the commands are retargeted at, read under the lock: the master may be detached and
+  // released meanwhile (its StreamID is then invalidated for nothing, which is harmless).
+  bool attached = false, ats = false;
+  uint32_t sid = 0;
   {
     Guard g(devices_lock_);
-    if (!devices_.empty()) master = devices_.front().master;
+    if (!devices_.empty()) {
+      const ArmSmmuMaster& m = *devices_.front().master;
+      attached = true;
+      ats = m.ats;
+      sid = m.streams[0].sid;
+    }
   }
-  const uint32_t sid = master ? master->streams[0].sid : 0;
   // All or nothing: every command is checked before any is queued.
   for (size_t i = 0; i < n; i++) {
-    if (!convert_guest_cmd(cmds[i], vmid_, sid).ok()) {
+    if (guest_cmd_kind(cmds[i]) == GuestCmd::refused) {
       dev_warn(smmu_.config_.name, "guest command {} ({:#x}) refused", i, cmds[i].opcode());
       return Error(-EINVAL);
     }
   }
   CmdqBatch batch(*smmu_.cmdq_);
   for (size_t i = 0; i < n; i++) {
-    const bool per_stream = cmds[i].opcode() < static_cast<uint8_t>(hw::Opcode::CMD_TLBI_NH_ALL) ||
-                            cmds[i].opcode() == static_cast<uint8_t>(hw::Opcode::CMD_ATC_INV);
-    // Nothing attached (or no ATC): nothing of the guest's is cached for the StreamID.
-    if (per_stream &&
-        (!master ||
-         (cmds[i].opcode() == static_cast<uint8_t>(hw::Opcode::CMD_ATC_INV) && !master->ats)))
-      continue;
-    batch.add(convert_guest_cmd(cmds[i], vmid_, sid).value());
+    // Nothing attached: nothing of the guest's is cached for a StreamID; no ATS: no ATC.
+    const GuestCmd kind = guest_cmd_kind(cmds[i]);
+    if ((kind == GuestCmd::per_stream && !attached) || (kind == GuestCmd::atc && !ats)) continue;
+    batch.add(convert_guest_cmd(cmds[i], vmid_, sid));
   }
   return batch.submit();
 }

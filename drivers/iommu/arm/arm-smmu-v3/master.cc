@@ -37,7 +37,7 @@ Result<void> ArmSmmuV3::cfgi_ste(uint32_t sid, bool leaf) {
 
 SteFeatures ArmSmmuV3::ste_features() const {
   return SteFeatures{
-      .coherent = features_.coherent && config_.dma->coherent(),
+      .coherent = coherent(),
       .attr_types_ovr = features_.attr_types_ovr,
       .stalls = features_.stalls,
       .ssid_bits = features_.ssid_bits,
@@ -170,12 +170,11 @@ Result<void> ArmSmmuV3::install_ste(ArmSmmuMaster& master, const smmuv3::STE& st
 
 Result<CdTable*> ArmSmmuV3::master_cd_table(ArmSmmuMaster& master) {
   if (!master.cd_table) {
-    master.cd_table = STRATA_TRY(
-        CdTable::alloc(CdTableCfg{.s1cdmax = master.ssid_bits,
-                                  .two_level = features_.two_level_cdtab,
-                                  .dma = config_.dma,
-                                  .coherent = features_.coherent && config_.dma->coherent()},
-                       master.cd_inv));
+    master.cd_table = STRATA_TRY(CdTable::alloc(CdTableCfg{.s1cdmax = master.ssid_bits,
+                                                           .two_level = features_.two_level_cdtab,
+                                                           .dma = config_.dma,
+                                                           .coherent = coherent()},
+                                                master.cd_inv));
   }
   return master.cd_table.get();
 }
@@ -198,9 +197,9 @@ void ArmSmmuV3::clear_cd(ArmSmmuMaster& master, ioasid_t ssid) {
 void ArmSmmuV3::atc_inv_master(ArmSmmuMaster& master, ioasid_t ssid, bool all_ssids) {
   CmdqBatch batch(*cmdq_);
   for (unsigned i = 0; i < master.num_streams; i++) {
-    // SSV == 0 invalidates the translations of every PASID as well (4.4.1).
-    batch.add(
-        arm_smmu_atc_inv_cmd(master.streams[i].sid, !all_ssids && ssid != 0, ssid, 0, UINT64_MAX));
+    // SSV == 0 invalidates the translations of every PASID as well (4.5.1); size 0: the
+    // whole address space.
+    batch.add(arm_smmu_atc_inv_cmd(master.streams[i].sid, !all_ssids && ssid != 0, ssid, 0, 0));
     counters_.atc_invalidations.fetch_add(1, std::memory_order_relaxed);
   }
   if (auto r = batch.submit(); !r.ok())
