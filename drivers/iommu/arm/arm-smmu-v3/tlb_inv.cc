@@ -85,12 +85,13 @@ Result<void> arm_smmu_tlb_inv_range(CmdSink& sink, const ArmSmmuFeatures& f, con
     uint64_t pages = r.size >> r.tg_shift;
     uint64_t iova = r.iova;
     while (pages) {
-      // The lowest set bit of the remaining count gives the scale; up to 31 more runs of
-      // that scale fit in NUM. (SCALE is 5 bits without IDR5.DS.)
-      unsigned scale = static_cast<unsigned>(__builtin_ctzll(pages));
-      if (scale > 31) scale = 31;
-      uint64_t num = (pages >> scale) & 0x1f;
-      if (num == 0) num = 32;  // only with scale clamped: any 32 runs of 2^31 fit
+      // The smallest SCALE at which the count fits NUM's 32 runs, rounded up: one command
+      // for any range, over-invalidating fewer than pages / 16 granules (top comment).
+      // (SCALE is 5 bits without IDR5.DS; past 32 * 2^31 granules, more commands.)
+      const unsigned width = pages > 1 ? 64 - static_cast<unsigned>(__builtin_clzll(pages - 1)) : 0;
+      const unsigned scale = width > 5 ? (width - 5 > 31 ? 31 : width - 5) : 0;
+      uint64_t num = (pages + (uint64_t{1} << scale) - 1) >> scale;
+      if (num > 32) num = 32;
       cmd.set<CmdTlbi::NUM>(num - 1).set<CmdTlbi::SCALE>(scale).set<CmdTlbi::Address>(iova);
       // One granule with no level hint: TG with NUM, SCALE and TTL all 0 is Reserved (4.4.1.1),
       // so it goes as the plain form (TG 0), which invalidates the address at any level.
@@ -99,6 +100,7 @@ Result<void> arm_smmu_tlb_inv_range(CmdSink& sink, const ArmSmmuFeatures& f, con
       else
         STRATA_TRY(add(sink, cmd));
       const uint64_t covered = num << scale;
+      if (covered >= pages) break;
       pages -= covered;
       iova += covered << r.tg_shift;
     }

@@ -3,11 +3,17 @@
 // __arm_smmu_tlb_inv_range and arm_smmu_atc_inv_to_cmd).
 //
 // The choice per range, by size:
-//  - With range invalidation (IDR3.RIL), each command covers (NUM + 1) * 2^SCALE granules
-//    (4.4.1.1), so any range is a few commands: the low-order part first, each command the
-//    largest aligned run the remaining count allows (at most one per set bit of the page count,
-//    split into runs of up to 32). TTL says which level the leaves are at when the caller knows
-//    (a leaf-only invalidation of `granule`-sized leaves), which lets the SMMU skip the rest.
+//  - With range invalidation (IDR3.RIL), a command covers (NUM + 1) * 2^SCALE granules from
+//    Address (4.4.1.1), and one command covers any range: SCALE is the smallest at which the
+//    granule count fits NUM's 32 runs, the count rounded up to whole runs. That is exact for
+//    any count up to 32 and any count whose set bits lie within five adjacent bits (a power of
+//    two, say); otherwise fewer than count / 16 granules past the end go too. Linux instead
+//    sends one exact command per run size (up to one per set bit of the count: 4 MiB + 4 KiB is
+//    two TLBIs there). Invalidating more than required is permitted (4.4) and costs only
+//    refills of whatever is mapped just past the range; a queue slot and an SMMU range walk
+//    per extra command are paid on every unmap. TTL says which level the leaves are at when
+//    the caller knows (a leaf-only invalidation of `granule`-sized leaves), which lets the SMMU
+//    skip the rest; past the range it may skip anything, since nothing there must go.
 //  - Without it, one command per `granule`: cheap for a page, but a 1 GiB unmap of 4 KiB pages
 //    would be 262144 commands. Past kMaxTlbiOps commands the whole ASID (CMD_TLBI_NH_ASID) or
 //    VMID (CMD_TLBI_S12_VMALL) is invalidated instead: one command, at the price of refills.

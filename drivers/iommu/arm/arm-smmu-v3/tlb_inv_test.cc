@@ -93,34 +93,40 @@ TEST_CASE("per-granule commands up to the limit, then the whole ASID or VMID") {
 
 TEST_CASE("range invalidation: NUM and SCALE, TG and TTL") {
   Recorder r;
-  // 97 pages = 1 + 3 * 32: two commands.
+  // 97 pages: 25 runs of 4 pages, one command that goes 3 pages past the end.
   REQUIRE(
       arm_smmu_tlb_inv_range(
           r, with_ril(true), kS1,
           {.iova = 0x100000, .size = 97 * SZ_4K, .granule = SZ_4K, .tg_shift = 12, .leaf = true})
           .ok());
-  REQUIRE(r.cmds.size() == 2);
-  CHECK(r.tlbi(0).get<CmdTlbi::NUM>() == 0);
-  CHECK(r.tlbi(0).get<CmdTlbi::SCALE>() == 0);
+  REQUIRE(r.cmds.size() == 1);
+  CHECK(r.tlbi(0).get<CmdTlbi::NUM>() == 24);   // 25 runs
+  CHECK(r.tlbi(0).get<CmdTlbi::SCALE>() == 2);  // of 4 pages
   CHECK(r.tlbi(0).get<CmdTlbi::Address>() == 0x100000);
-  CHECK(r.tlbi(1).get<CmdTlbi::NUM>() == 2);    // 3 runs
-  CHECK(r.tlbi(1).get<CmdTlbi::SCALE>() == 5);  // of 32 pages
-  CHECK(r.tlbi(1).get<CmdTlbi::Address>() == 0x101000);
-  for (size_t i = 0; i < 2; i++) {
-    CHECK(r.tlbi(i).get<CmdTlbi::TG>() == hw::kTlbiTg4K);
-    CHECK(r.tlbi(i).get<CmdTlbi::TTL>() == 3);  // 4K leaves are level 3
-    CHECK(r.tlbi(i).get<CmdTlbi::Leaf>() == 1);
-  }
+  CHECK(r.tlbi(0).get<CmdTlbi::TG>() == hw::kTlbiTg4K);
+  CHECK(r.tlbi(0).get<CmdTlbi::TTL>() == 3);  // 4K leaves are level 3
+  CHECK(r.tlbi(0).get<CmdTlbi::Leaf>() == 1);
 
-  // 1 GiB of 4K pages: 2^18 pages, one command.
+  // Up to 32 pages are exact runs of one page.
+  Recorder p;
+  REQUIRE(
+      arm_smmu_tlb_inv_range(
+          p, with_ril(true), kS1,
+          {.iova = 0x100000, .size = 32 * SZ_4K, .granule = SZ_4K, .tg_shift = 12, .leaf = true})
+          .ok());
+  REQUIRE(p.cmds.size() == 1);
+  CHECK(p.tlbi(0).get<CmdTlbi::NUM>() == 31);
+  CHECK(p.tlbi(0).get<CmdTlbi::SCALE>() == 0);
+
+  // 1 GiB of 4K pages: 2^18 pages, 32 runs of 2^13, one command.
   Recorder g;
   REQUIRE(arm_smmu_tlb_inv_range(
               g, with_ril(true), kS1,
               {.iova = SZ_1G, .size = SZ_1G, .granule = SZ_4K, .tg_shift = 12, .leaf = true})
               .ok());
   REQUIRE(g.cmds.size() == 1);
-  CHECK(g.tlbi(0).get<CmdTlbi::SCALE>() == 18);
-  CHECK(g.tlbi(0).get<CmdTlbi::NUM>() == 0);
+  CHECK(g.tlbi(0).get<CmdTlbi::SCALE>() == 13);
+  CHECK(g.tlbi(0).get<CmdTlbi::NUM>() == 31);
 
   // A 2M block leaf is level 2; a 1G block level 1; 32M with 16K tables level 2.
   Recorder b;
@@ -163,17 +169,29 @@ TEST_CASE("range invalidation: leaves of several sizes get no TTL hint") {
                                   .leaf = true,
                                   .mixed = true})
               .ok());
-  REQUIRE(r.cmds.size() == 2);
-  for (size_t i = 0; i < r.cmds.size(); i++) {
-    CHECK(r.tlbi(i).get<CmdTlbi::TTL>() == 0);
-    CHECK(r.tlbi(i).get<CmdTlbi::Leaf>() == 1);
-  }
-  // The single page without a hint would be TG with NUM, SCALE and TTL 0, which is Reserved:
-  // it goes as the plain form. The 1024 pages keep the range form (SCALE 10).
-  CHECK(r.tlbi(0).get<CmdTlbi::TG>() == hw::kTlbiTgNone);
-  CHECK(r.tlbi(0).get<CmdTlbi::NUM>() == 0);
-  CHECK(r.tlbi(1).get<CmdTlbi::TG>() == hw::kTlbiTg4K);
-  CHECK(r.tlbi(1).get<CmdTlbi::SCALE>() == 10);
+  // 1025 pages: 17 runs of 64 (63 pages past the end), in one command without a hint.
+  REQUIRE(r.cmds.size() == 1);
+  CHECK(r.tlbi(0).get<CmdTlbi::TG>() == hw::kTlbiTg4K);
+  CHECK(r.tlbi(0).get<CmdTlbi::TTL>() == 0);
+  CHECK(r.tlbi(0).get<CmdTlbi::Leaf>() == 1);
+  CHECK(r.tlbi(0).get<CmdTlbi::NUM>() == 16);
+  CHECK(r.tlbi(0).get<CmdTlbi::SCALE>() == 6);
+
+  // A single page without a hint would be TG with NUM, SCALE and TTL 0, which is Reserved:
+  // it goes as the plain form.
+  Recorder u;
+  REQUIRE(arm_smmu_tlb_inv_range(u, with_ril(true), kS1,
+                                 {.iova = 0x5000,
+                                  .size = SZ_4K,
+                                  .granule = SZ_4K,
+                                  .tg_shift = 12,
+                                  .leaf = true,
+                                  .mixed = true})
+              .ok());
+  REQUIRE(u.cmds.size() == 1);
+  CHECK(u.tlbi(0).get<CmdTlbi::TG>() == hw::kTlbiTgNone);
+  CHECK(u.tlbi(0).get<CmdTlbi::NUM>() == 0);
+  CHECK(u.tlbi(0).get<CmdTlbi::Address>() == 0x5000);
 
   // The same for a single page whose table went too (not leaf-only).
   Recorder t;
@@ -197,8 +215,8 @@ TEST_CASE("range invalidation: leaves of several sizes get no TTL hint") {
   CHECK_FALSE(g.mixed_granules());
 }
 
-TEST_CASE("every range is covered exactly, in few commands") {
-  for (uint64_t pages = 1; pages < 3000; pages += 37) {
+TEST_CASE("every range is covered by one command, exactly or by less than 1/16 more") {
+  for (uint64_t pages = 1; pages < 70000; pages += 37) {
     Recorder r;
     const uint64_t base = 0x40000000 + pages * SZ_4K;
     REQUIRE(
@@ -206,15 +224,39 @@ TEST_CASE("every range is covered exactly, in few commands") {
             r, with_ril(true), kS2,
             {.iova = base, .size = pages * SZ_4K, .granule = SZ_4K, .tg_shift = 12, .leaf = true})
             .ok());
-    uint64_t next = base;
-    for (size_t i = 0; i < r.cmds.size(); i++) {
-      const CmdTlbi c = r.tlbi(i);
-      CHECK(c.get<CmdTlbi::Address>() == next);
-      next += (c.get<CmdTlbi::NUM>() + 1) << c.get<CmdTlbi::SCALE>() << 12;
-    }
-    CHECK(next == base + pages * SZ_4K);
-    CHECK(r.cmds.size() <= 64 - static_cast<size_t>(__builtin_clzll(pages)));
+    REQUIRE(r.cmds.size() == 1);
+    const CmdTlbi c = r.tlbi(0);
+    CHECK(c.get<CmdTlbi::Address>() == base);
+    const uint64_t covered = (c.get<CmdTlbi::NUM>() + 1) << c.get<CmdTlbi::SCALE>();
+    CHECK(covered >= pages);
+    if (pages <= 32)
+      CHECK(covered == pages);
+    else
+      CHECK((covered - pages) * 16 < pages);
   }
+  // Powers of two and counts of few adjacent bits are exact.
+  for (uint64_t pages : {uint64_t{64}, uint64_t{1} << 20, uint64_t{31} << 7, uint64_t{17} << 30}) {
+    Recorder r;
+    REQUIRE(arm_smmu_tlb_inv_range(
+                r, with_ril(true), kS1,
+                {.iova = 0, .size = pages * SZ_4K, .granule = SZ_4K, .tg_shift = 12, .leaf = true})
+                .ok());
+    REQUIRE(r.cmds.size() == 1);
+    CHECK(((r.tlbi(0).get<CmdTlbi::NUM>() + 1) << r.tlbi(0).get<CmdTlbi::SCALE>()) == pages);
+  }
+  // Past 32 * 2^31 granules SCALE is at its 5-bit limit: more commands, back to back.
+  Recorder big;
+  const uint64_t huge = (uint64_t{32} << 31) + 5;
+  REQUIRE(arm_smmu_tlb_inv_range(
+              big, with_ril(true), kS1,
+              {.iova = 0, .size = huge * SZ_4K, .granule = SZ_4K, .tg_shift = 12, .leaf = true})
+              .ok());
+  REQUIRE(big.cmds.size() == 2);
+  CHECK(big.tlbi(0).get<CmdTlbi::SCALE>() == 31);
+  CHECK(big.tlbi(0).get<CmdTlbi::NUM>() == 31);
+  CHECK(big.tlbi(1).get<CmdTlbi::Address>() == (uint64_t{32} << 31) * SZ_4K);
+  CHECK(big.tlbi(1).get<CmdTlbi::NUM>() == 4);
+  CHECK(big.tlbi(1).get<CmdTlbi::SCALE>() == 0);
 }
 
 TEST_CASE("a nesting parent's stage 2 range is followed by NH_ALL for its VMID") {
