@@ -293,6 +293,74 @@ TEST_CASE("nested: the guest's stage 1 (in guest memory, IPA pointers) over the 
   }
 }
 
+TEST_CASE("nested: guest TLBIs the SMMU would reject are refused; the range form works") {
+  // 8-bit ASIDs, so that an ASID above 255 is one the SMMU would not match (4.4).
+  ArmSystemConfig cfg;
+  cfg.platform.smmu.asid16 = false;
+  auto sys = make_system(Threading::kSync, cfg);
+  Device& dev = sys->engine_dev(0);
+  Owned owned(dev);
+  auto guest = make_guest(*sys);
+  Box<Domain> s2 = paging_domain(dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
+  REQUIRE(iommu_map(*s2, Guest::kGpa, guest->ram_hpa(), Guest::kSize, kRw).ok());
+  auto nested = iommu_domain_alloc_nested(dev, *s2, &guest->ste(), sizeof(guest->ste()));
+  REQUIRE(nested.ok());
+  REQUIRE(iommu_attach_group(*nested.value(), owned.group).ok());
+  auto& an = static_cast<ArmSmmuDomain&>(*nested.value());
+
+  using T = hw::CmdTlbi;
+  auto cmd = [](const T& t) { return hw::descriptor_cast<hw::Command>(t); };
+  const uint64_t iova = 0x10'0000'0000;
+  const T va = T::make(hw::Opcode::CMD_TLBI_NH_VA)
+                   .set<T::ASID>(Guest::kAsid)
+                   .set<T::Address>(iova)
+                   .set<T::Leaf>(1);
+  const hw::Command bad[] = {
+      // Range fields in commands that have none (RES0 in their layouts).
+      cmd(T::make(hw::Opcode::CMD_TLBI_NH_ASID).set<T::ASID>(Guest::kAsid).set<T::NUM>(3)),
+      cmd(T::make(hw::Opcode::CMD_TLBI_NH_ALL).set<T::ASID>(Guest::kAsid)),
+      cmd(T::make(hw::Opcode::CMD_TLBI_NH_VAA).set<T::ASID>(Guest::kAsid).set<T::Address>(iova)),
+      // TG with NUM, SCALE and TTL 0 is Reserved; NUM, SCALE and TTL need TG (4.4.1.1).
+      cmd(T(va).set<T::TG>(hw::kTlbiTg4K)),
+      cmd(T(va).set<T::TTL>(3)),
+      cmd(T(va).set<T::TG>(hw::kTlbiTg16K).set<T::TTL>(1)),
+      // SCALE[5] is RES0 without IDR5.DS.
+      cmd(T(va).set<T::TG>(hw::kTlbiTg4K).set<T::SCALE>(32)),
+      // An ASID wider than IDR0.ASID16 allows.
+      cmd(T(va).set<T::ASID>(0x107)),
+      // An ATC span beyond 2^52 (4.5.1).
+      hw::descriptor_cast<hw::Command>(hw::CmdAtcInv::make().set<hw::CmdAtcInv::Size>(60)),
+  };
+  const uint64_t before = sys->smmu().cmdq().counters().commands;
+  for (size_t i = 0; i < std::size(bad); i++) {
+    CAPTURE(i);
+    CHECK(an.cache_invalidate_user(&bad[i], 1).error().code() == -EINVAL);
+  }
+  CHECK(sys->smmu().cmdq().counters().commands == before);
+  CHECK(sys->smmu().counters().gerrors == 0);
+
+  // The guest unmaps two pages and invalidates them with one range TLBI (TG 4K, NUM 1, TTL 3)
+  // instead of its usual CMD_TLBI_NH_ASID: the host passes it on, and the pages fault.
+  const phys_addr_t gpa = Guest::kGpa + (8 << 20);
+  REQUIRE(guest->map(iova, gpa, 2 * SZ_4K, kRw).ok());
+  CHECK(sys->engine(0).fill(iova, 2 * SZ_4K, 0x1111111111111111).ok());
+  const hw::Command range =
+      cmd(T(va).set<T::TG>(hw::kTlbiTg4K).set<T::NUM>(1).set<T::TTL>(3).set<T::Leaf>(0));
+  REQUIRE(
+      guest
+          ->unmap(iova, 2 * SZ_4K,
+                  [&](const hw::Command*, size_t) { return an.cache_invalidate_user(&range, 1); })
+          .ok());
+  CHECK_FALSE(sys->engine(0).fill(iova + SZ_4K, 8, 0x2222222222222222).ok());
+  CHECK(guest->host_ptr(gpa + SZ_4K)[0] == 0x11);
+  CHECK(sys->smmu().counters().gerrors == 0);
+
+  iommu_detach_group(*nested.value(), owned.group);
+  nested.value().reset();
+  REQUIRE(iommu_unmap(*s2, Guest::kGpa, Guest::kSize).ok());
+  check_no_stale(*sys);
+}
+
 TEST_CASE("nested: a guest STE the host cannot accept is refused at allocation") {
   auto sys = make_system(Threading::kSync);
   Device& dev = sys->engine_dev(0);

@@ -244,46 +244,72 @@ void ArmSmmuDomain::remove_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
 
 // Guest commands for a nested domain (Linux's arm_vsmmu_convert_user_cmd takes the same
 // set). What a guest may ask for is what its own stage 1 and CD table need; each command is
-// rebuilt from its defined fields with the host's identifiers (the parent's VMID, the
-// master's StreamID), so a guest can neither reach another VM's TLB entries or StreamIDs nor
-// slip a RES0 bit into the queue (which would make it CERROR_ILL for everyone's batch).
+// checked against what this SMMU implements and rebuilt from its defined fields with the
+// host's identifiers (the parent's VMID, the master's StreamID), so a guest can neither reach
+// another VM's TLB entries or StreamIDs nor put a command in the queue that the SMMU rejects
+// (CERROR_ILL stops the queue for everyone's commands until the GERROR handler skips it).
 namespace {
 
 // What a guest may send, and whether the command concerns its StreamID (else its VMID).
 enum class GuestCmd { refused, tlbi, per_stream, atc };
 
-GuestCmd guest_cmd_kind(const hw::Command& c) {
-  switch (static_cast<hw::Opcode>(c.opcode())) {
+// The TLBI fields a guest may set are those its opcode defines (4.4.2), with values this SMMU
+// accepts: an ASID within IDR0.ASID16's width (the upper byte is RES0 otherwise, 4.4), and the
+// range fields only with IDR3.RIL and in the combinations 4.4.1.1 does not make Reserved. The
+// VMID is the host's. False: the SMMU would reject or ignore the command.
+bool guest_tlbi_ok(const hw::CmdTlbi& t, hw::Opcode op, const ArmSmmuFeatures& f) {
+  using T = hw::CmdTlbi;
+  const bool asid = op == hw::Opcode::CMD_TLBI_NH_ASID || op == hw::Opcode::CMD_TLBI_NH_VA;
+  const bool by_address = op == hw::Opcode::CMD_TLBI_NH_VA || op == hw::Opcode::CMD_TLBI_NH_VAA;
+  uint64_t allowed0 = T::Op::kMask | T::VMID::kMask, allowed1 = 0;
+  if (asid) allowed0 |= T::ASID::kMask;
+  if (by_address) {
+    allowed0 |= T::NUM::kMask | T::SCALE::kMask;
+    allowed1 |= T::Leaf::kMask | T::TTL::kMask | T::TG::kMask | T::Address::kMask;
+  }
+  if ((t.word(0) & ~allowed0) || (t.word(1) & ~allowed1)) return false;
+  if (asid && (t.get<T::ASID>() >> f.asid_bits) != 0) return false;
+  if (!by_address) return true;
+  const uint64_t num = t.get<T::NUM>(), scale = t.get<T::SCALE>();
+  const uint64_t ttl = t.get<T::TTL>(), tg = t.get<T::TG>();
+  if (!f.range_inv) return (num | scale | ttl | tg) == 0;
+  if (tg == hw::kTlbiTgNone) return (num | scale | ttl) == 0;
+  if (num == 0 && scale == 0 && ttl == 0) return false;  // Reserved (4.4.1.1)
+  if (scale > 31) return false;                          // SCALE[5] is RES0 without IDR5.DS
+  return !(tg == hw::kTlbiTg16K && ttl == 0b01);         // Reserved without IDR5.DS
+}
+
+GuestCmd guest_cmd_kind(const hw::Command& c, const ArmSmmuFeatures& f) {
+  const auto op = static_cast<hw::Opcode>(c.opcode());
+  switch (op) {
     case hw::Opcode::CMD_TLBI_NH_ALL:
     case hw::Opcode::CMD_TLBI_NH_ASID:
     case hw::Opcode::CMD_TLBI_NH_VA:
-    case hw::Opcode::CMD_TLBI_NH_VAA: return GuestCmd::tlbi;
+    case hw::Opcode::CMD_TLBI_NH_VAA:
+      return guest_tlbi_ok(hw::descriptor_cast<hw::CmdTlbi>(c), op, f) ? GuestCmd::tlbi
+                                                                       : GuestCmd::refused;
     case hw::Opcode::CMD_CFGI_CD:
     case hw::Opcode::CMD_CFGI_CD_ALL: return GuestCmd::per_stream;
-    case hw::Opcode::CMD_ATC_INV: return GuestCmd::atc;
+    case hw::Opcode::CMD_ATC_INV:
+      // Size 0 to 52 spans 4KB * 2^Size (4.5.1); nothing larger exists.
+      return hw::descriptor_cast<hw::CmdAtcInv>(c).get<hw::CmdAtcInv::Size>() <=
+                     hw::CmdAtcInv::kSizeAll
+                 ? GuestCmd::atc
+                 : GuestCmd::refused;
     default: return GuestCmd::refused;
   }
 }
 
-// A command of an allowed kind, rebuilt with the host's identifiers.
+// A command guest_cmd_kind accepts, rebuilt with the host's identifiers. A TLBI's words are
+// kept but for the VMID: guest_tlbi_ok allowed only the opcode's fields.
 hw::Command convert_guest_cmd(const hw::Command& c, uint16_t vmid, uint32_t sid) {
   switch (static_cast<hw::Opcode>(c.opcode())) {
     case hw::Opcode::CMD_TLBI_NH_ALL:
     case hw::Opcode::CMD_TLBI_NH_ASID:
     case hw::Opcode::CMD_TLBI_NH_VA:
-    case hw::Opcode::CMD_TLBI_NH_VAA: {
-      using T = hw::CmdTlbi;
-      const auto g = hw::descriptor_cast<T>(c);
-      return hw::descriptor_cast<hw::Command>(T::make(static_cast<hw::Opcode>(c.opcode()))
-                                                  .set<T::NUM>(g.get<T::NUM>())
-                                                  .set<T::SCALE>(g.get<T::SCALE>())
-                                                  .set<T::VMID>(vmid)
-                                                  .set<T::ASID>(g.get<T::ASID>())
-                                                  .set<T::Leaf>(g.get<T::Leaf>())
-                                                  .set<T::TTL>(g.get<T::TTL>())
-                                                  .set<T::TG>(g.get<T::TG>())
-                                                  .set<T::Address>(g.get<T::Address>()));
-    }
+    case hw::Opcode::CMD_TLBI_NH_VAA:
+      return hw::descriptor_cast<hw::Command>(
+          hw::descriptor_cast<hw::CmdTlbi>(c).set<hw::CmdTlbi::VMID>(vmid));
     case hw::Opcode::CMD_CFGI_CD: {
       using T = hw::CmdCfgiCd;
       const auto g = hw::descriptor_cast<T>(c);
@@ -330,7 +356,7 @@ Result<void> ArmSmmuDomain::cache_invalidate_user(const hw::Command* cmds, size_
   }
   // All or nothing: every command is checked before any is queued.
   for (size_t i = 0; i < n; i++) {
-    if (guest_cmd_kind(cmds[i]) == GuestCmd::refused) {
+    if (guest_cmd_kind(cmds[i], smmu_.features_) == GuestCmd::refused) {
       dev_warn(smmu_.config_.name, "guest command {} ({:#x}) refused", i, cmds[i].opcode());
       return Error(-EINVAL);
     }
@@ -338,7 +364,7 @@ Result<void> ArmSmmuDomain::cache_invalidate_user(const hw::Command* cmds, size_
   CmdqBatch batch(*smmu_.cmdq_);
   for (size_t i = 0; i < n; i++) {
     // Nothing attached: nothing of the guest's is cached for a StreamID; no ATS: no ATC.
-    const GuestCmd kind = guest_cmd_kind(cmds[i]);
+    const GuestCmd kind = guest_cmd_kind(cmds[i], smmu_.features_);
     if ((kind == GuestCmd::per_stream && !attached) || (kind == GuestCmd::atc && !ats)) continue;
     batch.add(convert_guest_cmd(cmds[i], vmid_, sid));
   }
