@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "arch/endian.h"
 #include "arch/smmuv3/cmd.h"
 #include "arch/smmuv3/event.h"
 #include "arch/smmuv3/regs.h"
@@ -415,10 +416,7 @@ void platform(Demo& d) {
       f.hw_dirty    ? "access+dirty"
       : f.hw_access ? "access"
                     : "none",
-      int{f.ats}, int{f.pri}, int{f.msi},
-      f.stall_force ? "forced"
-      : f.stalls    ? "stall+terminate"
-                    : "terminate");
+      int{f.ats}, int{f.pri}, int{f.msi}, f.stalls ? "stall+terminate" : "terminate");
   t.say("  IDR1: SIDSIZE {}, SSIDSIZE {}, CMDQS {}, EVENTQS {}, PRIQS {}", f.sid_bits, f.ssid_bits,
         f.cmdq_shift, f.evtq_shift, f.priq_shift);
   t.say("  IDR3: RIL {} FWB {} BBML {}; IDR5: OAS {} bits, VAX {} bits, granules and blocks {}",
@@ -503,9 +501,9 @@ Result<void> run_nested(Demo& d, hosted::LogCapture& logs, size_t& expected_log_
   t.say("  {{{}}}", fields(cd));
   t.expect(cd.get<hw::CD::TTB0>() == s1c.ttbr && cd.get<hw::CD::ASID>() == Guest::kAsid,
            "the CD does not hold the guest's table and ASID");
-  const arm_smmu_v3::GuestSte& gste = guest->ste();
+  const arm_smmu_v3::ArmSmmuNestedData& gste = guest->ste();
   hw::STE gs;
-  gs.set_word(0, gste.ste[0]).set_word(1, gste.ste[1]);
+  gs.set_word(0, le64_to_cpu(gste.ste[0])).set_word(1, le64_to_cpu(gste.ste[1]));
   t.say("STE words 0-1 for its vSMMU's stream table: {}", words(gs, 0, 2));
   t.say("  {{{}}}", fields(gs));
   DEMO_TRY(t, "Guest::map", guest->map(kSrcIova, kSrcGpa, kLen, kRw));

@@ -72,12 +72,19 @@ Result<ArmSmmuFeatures> arm_smmu_probe_features(const Mmio& page0, const char* n
   f.hw_access = httu >= hw::kHttuAccess;
   f.hw_dirty = httu >= hw::kHttuAccessDirty;
   f.ats = idr0.get<hw::IDR0::ATS>();
-  f.pri = idr0.get<hw::IDR0::PRI>();
+  // PRI is an extension of PCIe ATS (IHI 0070 3.9, 8): IDR0.PRI is RES0 without IDR0.ATS, and
+  // page requests mean nothing without translated requests. An SMMU that reports PRI alone gets
+  // no PRI queue.
+  f.pri = f.ats && idr0.get<hw::IDR0::PRI>();
   f.msi = idr0.get<hw::IDR0::MSI>();
   f.sev = idr0.get<hw::IDR0::SEV>();
+  // With stalls forced (6.3.1) a faulting transaction stalls rather than terminates (CD.S and
+  // STE.S2S must be 1, where the driver always writes 0), and the driver never issues CMD_RESUME
+  // or CMD_STALL_TERM: the device would wait forever.
   const uint64_t stall_model = idr0.get<hw::IDR0::STALL_MODEL>();
+  if (stall_model == hw::kStallModelStallForced)
+    return refuse(name, "stalls forced (IDR0.STALL_MODEL == 0b10), no stall support");
   f.stalls = stall_model == hw::kStallModelStallAndTerminate;
-  f.stall_force = stall_model == hw::kStallModelStallForced;
   f.asid_bits = idr0.get<hw::IDR0::ASID16>() ? 16 : 8;
   f.vmid_bits = idr0.get<hw::IDR0::VMID16>() ? 16 : 8;
 

@@ -7,6 +7,8 @@
 //  - cannot walk VMSAv8-64 tables (IDR0.TTF without AArch64): io-pgtable has no VMSAv8-32;
 //  - walks big-endian tables only (IDR0.TTENDIAN == 0b11) on a little-endian CPU, or
 //    little-endian only on a big-endian one: the driver writes every structure in CPU order;
+//  - forces stalls (IDR0.STALL_MODEL == 0b10): the driver has no CMD_RESUME / CMD_STALL_TERM,
+//    so a stalled transaction would never complete;
 //  - has preset tables or queues (IDR1.TABLES_PRESET / QUEUES_PRESET: "embedded"
 //    implementations whose structures the driver cannot place);
 //  - has a Command queue too small for one batch plus its CMD_SYNC (IDR1.CMDQS);
@@ -44,7 +46,6 @@ struct ArmSmmuFeatures {
   bool msi = false;               // MSI: MSIs for queues and CMD_SYNC
   bool sev = false;               // SEV
   bool stalls = false;            // STALL_MODEL 0b00: stalls supported (CD.S / STE.S2S)
-  bool stall_force = false;       // STALL_MODEL 0b10: stalls forced
   unsigned asid_bits = 8;         // ASID16 ? 16 : 8
   unsigned vmid_bits = 8;         // VMID16 ? 16 : 8
   // IDR1.

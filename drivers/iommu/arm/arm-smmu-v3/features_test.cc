@@ -6,10 +6,13 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <string>
 
 #include "arch/errno.h"
+#include "arch/log.h"
 #include "arch/smmuv3/regs.h"
 #include "core/io-pgtable/io_pgtable.h"
+#include "testing/hosted/hosted.h"
 #include "testing/models/smmuv3/config.h"
 #include "testing/models/smmuv3/registers.h"
 
@@ -47,7 +50,6 @@ TEST_CASE("an SMMUv3.2 with every feature") {
   CHECK(f->msi);
   CHECK(f->sev);
   CHECK(f->stalls);
-  CHECK_FALSE(f->stall_force);
   CHECK(f->asid_bits == 16);
   CHECK(f->vmid_bits == 16);
   CHECK(f->sid_bits == 16);
@@ -137,6 +139,64 @@ TEST_CASE("what the driver refuses, with -ENXIO") {
   auto f = probe(*r);
   REQUIRE_FALSE(f.ok());
   CHECK(f.error().code() == -ENXIO);
+}
+
+// IDR0.STALL_MODEL == 0b10: every faulting transaction would stall, and the driver has
+// no CMD_RESUME or CMD_STALL_TERM to end a stall (IHI 0070 6.3.1).
+TEST_CASE("stalls forced (STALL_MODEL 0b10) are refused, with -ENXIO and an error line") {
+  Config c;
+  c.stall_model = hw::kStallModelStallForced;
+  auto r = regs_of(c);
+  hosted::LogCapture log;
+  auto f = probe(*r);
+  REQUIRE_FALSE(f.ok());
+  CHECK(f.error().code() == -ENXIO);
+  bool logged = false;
+  for (const auto& line : log.lines()) {
+    if (line.level == static_cast<int>(LogLevel::err) &&
+        line.text.find("smmu-test") != std::string::npos &&
+        line.text.find("IDR0.STALL_MODEL") != std::string::npos)
+      logged = true;
+  }
+  CHECK(logged);
+}
+
+TEST_CASE("STALL_MODEL 0b00 (stall and terminate) and 0b01 (terminate only) probe") {
+  Config c;
+  SUBCASE("0b00") {
+    c.stall_model = hw::kStallModelStallAndTerminate;
+    auto r = regs_of(c);
+    auto f = probe(*r);
+    REQUIRE(f.ok());
+    CHECK(f->stalls);
+  }
+  SUBCASE("0b01") {
+    c.stall_model = hw::kStallModelTerminate;
+    auto r = regs_of(c);
+    auto f = probe(*r);
+    REQUIRE(f.ok());
+    CHECK_FALSE(f->stalls);
+  }
+}
+
+// PRI is an extension of PCIe ATS (IHI 0070 3.9, 8): IDR0.PRI is RES0 without IDR0.ATS, which
+// the model's Config enforces, so a broken implementation's IDR0 is patched in by hand.
+TEST_CASE("PRI is reported only with ATS") {
+  auto r = regs_of(Config::smmuv3_2());
+  SUBCASE("PRI without ATS") {
+    patch<hw::IDR0>(*r, hw::IDR0::ATS::kMask, hw::IDR0::PRI::kMask);
+    auto f = probe(*r);
+    REQUIRE(f.ok());
+    CHECK_FALSE(f->ats);
+    CHECK_FALSE(f->pri);
+  }
+  SUBCASE("PRI with ATS") {
+    patch<hw::IDR0>(*r, 0, hw::IDR0::ATS::kMask | hw::IDR0::PRI::kMask);
+    auto f = probe(*r);
+    REQUIRE(f.ok());
+    CHECK(f->ats);
+    CHECK(f->pri);
+  }
 }
 
 TEST_CASE("a Command queue of exactly two batches is enough") {
