@@ -14,11 +14,13 @@
 
 #include <doctest/doctest.h>
 
+#include "arch/endian.h"
 #include "arch/smmuv3/regs.h"
 #include "core/dma-iommu/dma_iommu.h"
 #include "core/iommu.h"
 #include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
 #include "testing/sim/arm_system.h"
+#include "testing/sim/ats_function.h"
 #include "testing/sim/fault_log.h"
 #include "testing/sim/guest.h"
 
@@ -361,6 +363,70 @@ TEST_CASE("nested: guest TLBIs the SMMU would reject are refused; the range form
   check_no_stale(*sys);
 }
 
+TEST_CASE("nested ATS: the guest's EATS decides, and stage-2 changes empty the ATC") {
+  for (Threading t : kModes) {
+    CAPTURE(smmuv3::name(t));
+    auto sys = make_system(t);
+    AtsFunction fn(*sys, /*pri=*/false);
+    REQUIRE(iommu_probe_device(fn.dev).ok());
+    {
+      Owned owned(fn.dev);
+      auto guest = make_guest(*sys);
+      Box<Domain> s2 = paging_domain(fn.dev, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
+      REQUIRE(iommu_map(*s2, Guest::kGpa, guest->ram_hpa(), Guest::kSize, kRw).ok());
+      const uint64_t iova = 0x10'0000'0000;
+      const phys_addr_t gpa = Guest::kGpa + (8 << 20);
+      REQUIRE(guest->map(iova, gpa, SZ_4K, kRw).ok());
+      const uint64_t v = 0x0123456789abcdef;
+
+      // The guest's STE without EATS: no ATS for the function, its DMA untranslated.
+      {
+        auto nested = iommu_domain_alloc_nested(fn.dev, *s2, &guest->ste(), sizeof(guest->ste()));
+        REQUIRE(nested.ok());
+        REQUIRE(iommu_attach_group(*nested.value(), owned.group).ok());
+        CHECK(sys->smmu().strtab().read_ste(AtsFunction::kSid).value().get<hw::STE::EATS>() ==
+              hw::kEatsAbort);
+        auto out = fn.ep.write(false, 0, iova, &v, sizeof(v));
+        CHECK(out.ok());
+        CHECK(out.path == smmuv3::SimAtsDevice::Path::kUntranslated);
+        CHECK_FALSE(fn.ep.atc_holds(false, 0, iova));
+        iommu_detach_group(*nested.value(), owned.group);
+      }
+
+      // With EATS 0b01: the ATC caches the guest's IOVA -> PA.
+      arm_smmu_v3::ArmSmmuNestedData data = guest->ste();
+      data.ste[1] = cpu_to_le64(hw::STE{}
+                                    .set_word(1, le64_to_cpu(data.ste[1]))
+                                    .set<hw::STE::EATS>(hw::kEatsTrans)
+                                    .word(1));
+      auto nested = iommu_domain_alloc_nested(fn.dev, *s2, &data, sizeof(data));
+      REQUIRE(nested.ok());
+      REQUIRE(iommu_attach_group(*nested.value(), owned.group).ok());
+      CHECK(sys->smmu().strtab().read_ste(AtsFunction::kSid).value().get<hw::STE::EATS>() ==
+            hw::kEatsTrans);
+      auto out = fn.ep.write(false, 0, iova, &v, sizeof(v));
+      CHECK(out.ok());
+      CHECK(out.path == smmuv3::SimAtsDevice::Path::kTranslated);
+      CHECK(fn.ep.atc_holds(false, 0, iova));
+      uint64_t got = 0;
+      memcpy(&got, guest->host_ptr(gpa), sizeof(got));
+      CHECK(got == v);
+
+      // The host takes the guest's RAM out of stage 2. The ATC entry was made through it,
+      // under an IOVA no IPA range names: the parent's invalidation must empty the ATC.
+      REQUIRE(iommu_unmap(*s2, Guest::kGpa, Guest::kSize).ok());
+      CHECK_FALSE(fn.ep.atc_holds(false, 0, iova));
+      memset(guest->host_ptr(gpa), 0, sizeof(v));
+      CHECK_FALSE(fn.ep.write(false, 0, iova, &v, sizeof(v)).ok());
+      CHECK(guest->host_ptr(gpa)[0] == 0);
+
+      iommu_detach_group(*nested.value(), owned.group);
+    }
+    iommu_release_device(fn.dev);
+    check_no_stale(*sys);
+  }
+}
+
 TEST_CASE("nested: a guest STE the host cannot accept is refused at allocation") {
   auto sys = make_system(Threading::kSync);
   Device& dev = sys->engine_dev(0);
@@ -372,7 +438,8 @@ TEST_CASE("nested: a guest STE the host cannot accept is refused at allocation")
   CHECK(iommu_domain_alloc_nested(dev, *s2, &bad, sizeof(bad) - 1).error().code() == -EINVAL);
   CHECK(iommu_domain_alloc_nested(dev, *s1, &bad, sizeof(bad)).error().code() == -EINVAL);
   // Config: stage 2 translation is the host's to give.
-  bad.ste[0] = (bad.ste[0] & ~(uint64_t{7} << 1)) | (hw::kConfigS2Trans << 1);
+  bad.ste[0] =
+      cpu_to_le64((le64_to_cpu(bad.ste[0]) & ~(uint64_t{7} << 1)) | (hw::kConfigS2Trans << 1));
   CHECK(iommu_domain_alloc_nested(dev, *s2, &bad, sizeof(bad)).error().code() == -EINVAL);
 }
 

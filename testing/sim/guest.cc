@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "testing/sim/guest.h"
 
+#include "arch/endian.h"
 #include "drivers/iommu/arm/arm-smmu-v3/cd_lib.h"
 
 namespace strata::sim {
@@ -29,8 +30,9 @@ Result<std::unique_ptr<Guest>> Guest::create(ArmPlatform& platform) {
 
   const hw::STE ste = arm_smmu_v3::make_cdtable_ste(arm_smmu_v3::SteFeatures{},
                                                     arm_smmu_v3::SteCdTable{.cdtab = g->cd_.phys});
-  g->ste_.ste[0] = ste.word(0);
-  g->ste_.ste[1] = ste.word(1);
+  // As the guest writes it into its vSMMU's stream table: little-endian.
+  g->ste_.ste[0] = cpu_to_le64(ste.word(0));
+  g->ste_.ste[1] = cpu_to_le64(ste.word(1));
   return g;
 }
 

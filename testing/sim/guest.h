@@ -33,7 +33,7 @@
 #include "arch/smmuv3/cd.h"
 #include "arch/smmuv3/cmd.h"
 #include "core/io-pgtable/io_pgtable.h"
-#include "drivers/iommu/arm/arm-smmu-v3/ste.h"
+#include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
 #include "testing/sim/arm_platform.h"
 #include "testing/sim/guest_memory.h"
 
@@ -61,13 +61,14 @@ class Guest {
   GuestMemory& mem() { return *mem_; }
 
   // The guest's stage 1: its io-pgtable (TTB0 and the walk's attributes in pgtbl_cfg()), its
-  // CD as built (at cd_ipa() in guest memory) and its STE words 0 and 1, Config stage 1
-  // translate with S1ContextPtr = cd_ipa(): Linux's struct iommu_hwpt_arm_smmuv3.
+  // CD as built (at cd_ipa() in guest memory) and its STE words 0 and 1 as it wrote them
+  // (little-endian), Config stage 1 translate with S1ContextPtr = cd_ipa(): the data of
+  // iommu_domain_alloc_nested, Linux's struct iommu_hwpt_arm_smmuv3.
   IoPgtable& pgtbl() { return *pgtbl_; }
   const IoPgtableCfg& pgtbl_cfg() const { return cfg_; }
   phys_addr_t cd_ipa() const { return cd_.phys; }
   const ::strata::smmuv3::CD& cd() const { return cd_words_; }
-  const arm_smmu_v3::GuestSte& ste() const { return ste_; }
+  const arm_smmu_v3::ArmSmmuNestedData& ste() const { return ste_; }
 
   // Maps [iova, iova + size) to [gpa, gpa + size) in 4 KiB pages. -EINVAL for a range that is
   // not page aligned or not in the guest's RAM; io-pgtable's errors (a partial mapping stays).
@@ -96,7 +97,7 @@ class Guest {
   Box<IoPgtable> pgtbl_;
   DmaRegion cd_ = {};
   ::strata::smmuv3::CD cd_words_;
-  arm_smmu_v3::GuestSte ste_;
+  arm_smmu_v3::ArmSmmuNestedData ste_ = {};
 };
 
 }  // namespace strata::sim

@@ -56,9 +56,13 @@ enum class ArmSmmuThread : uint8_t { evtq, priq };
 inline constexpr uint64_t kMsiIovaBase = 0x0800'0000;
 inline constexpr uint64_t kMsiIovaLength = 0x10'0000;
 
-// The nested domain's data (domain_alloc_nested): the guest's STE words 0 and 1, little
-// endian, as Linux's struct iommu_hwpt_arm_smmuv3 (IOMMU_HWPT_DATA_ARM_SMMUV3).
-using ArmSmmuNestedData = GuestSte;
+// The nested domain's data (domain_alloc_nested): the guest's STE words 0 and 1 as the guest
+// wrote them into its vSMMU's stream table, little-endian, as Linux's struct
+// iommu_hwpt_arm_smmuv3 (IOMMU_HWPT_DATA_ARM_SMMUV3). make_nested_ste says what is accepted.
+struct ArmSmmuNestedData {
+  uint64_t ste[2];  // __le64
+};
+static_assert(sizeof(ArmSmmuNestedData) == 16);
 
 // hw_info: Linux's struct iommu_hw_info_arm_smmuv3 (IOMMU_HW_INFO_TYPE_ARM_SMMUV3): the ID
 // registers as read, for a VMM to build its vSMMU from.
@@ -141,6 +145,10 @@ struct ArmSmmuAttachment {
   boost::intrusive::list_member_hook<> node;
   ArmSmmuMaster* master = nullptr;
   ioasid_t ssid = 0;  // 0: the master's RID traffic (SubstreamID 0 / no SubstreamID)
+  // On a nest parent's list: the master is attached to a nested domain over it, with ATS. Its
+  // ATC holds the guest's IOVAs, which no IPA range names, so every invalidation of the parent
+  // empties that ATC whole (Linux's nested_ats_flush).
+  bool nested_ats_flush = false;
 };
 
 // CMD_CFGI_CD for every StreamID of a master: what its CD table's writes invalidate.
@@ -201,6 +209,9 @@ class ArmSmmuDomain final : public Domain {
   uint16_t vmid() const { return vmid_; }  // s2; nested: the parent's
   const IoPgtableCfg& pgtbl_cfg() const { return pgtbl_cfg_; }
   const GuestSte& guest_ste() const { return guest_; }  // nested
+  // Whether the master's STE for this domain enables ATS: its own ATS, and for a nested
+  // domain the guest's STE.EATS too.
+  bool ats_enabled(const ArmSmmuMaster& master) const;
 
   // Guest invalidation for a nested domain (Linux's arm_vsmmu_cache_invalidate): the guest's
   // CMD_TLBI_NH_{ALL,ASID,VA,VAA} get the parent's VMID, CMD_CFGI_CD, CMD_CFGI_CD_ALL and
@@ -217,8 +228,11 @@ class ArmSmmuDomain final : public Domain {
   // attached ATS masters; `mixed`: leaves of several sizes (no TTL hint).
   void invalidate(uint64_t iova, uint64_t size, uint64_t granule, bool leaf, bool all,
                   bool mixed = false);
+  // A nested domain's attachments with ATS are linked on the parent's list too.
   Result<void> add_attachment(ArmSmmuMaster& master, ioasid_t ssid);
   void remove_attachment(ArmSmmuMaster& master, ioasid_t ssid);
+  Result<void> link(ArmSmmuMaster& master, ioasid_t ssid, bool nested_ats_flush);
+  void unlink(ArmSmmuMaster& master, ioasid_t ssid, bool nested_ats_flush);
   static void tlb_flush_walk(uint64_t iova, size_t size, size_t granule, void* cookie);
 
   ArmSmmuV3& smmu_;
@@ -228,8 +242,9 @@ class ArmSmmuDomain final : public Domain {
   IommuFlushOps flush_ops_ = {};
   uint16_t asid_ = 0;
   uint16_t vmid_ = 0;
-  smmuv3::CD cd_;  // s1: the CD every attachment installs
-  GuestSte guest_;
+  smmuv3::CD cd_;           // s1: the CD every attachment installs
+  GuestSte guest_;          // nested, in CPU byte order
+  bool guest_ats_ = false;  // nested: the guest's STE.EATS asks for ATS
 
   // The masters and PASIDs attached (Linux's devices list, under devices_lock).
   mutable SpinLock devices_lock_;

@@ -2,6 +2,7 @@
 // Domains (Linux's arm_smmu_domain_alloc_paging & co, arm_smmu_tlb_inv_range_domain): stage-1
 // and stage-2 paging over //core/io-pgtable, identity, blocked and nested, and the
 // invalidations that follow their changes.
+#include "arch/endian.h"
 #include "arch/log.h"
 #include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
 #include "drivers/iommu/arm/arm-smmu-v3/cd_lib.h"
@@ -115,13 +116,15 @@ Result<Box<Domain>> ArmSmmuV3::domain_alloc_nested(Device& dev, Domain& parent, 
   if (len != sizeof(ArmSmmuNestedData) || !data) return Error(-EINVAL);
   auto& s2 = static_cast<ArmSmmuDomain&>(parent);
   if (s2.stage() != ArmSmmuDomain::Stage::s2 || !s2.nest_parent()) return Error(-EINVAL);
-  ArmSmmuNestedData guest;
-  memcpy(&guest, data, sizeof(guest));
+  ArmSmmuNestedData le;
+  memcpy(&le, data, sizeof(le));
+  const GuestSte guest{.ste = {le64_to_cpu(le.ste[0]), le64_to_cpu(le.ste[1])}};
   STRATA_TRY(
       make_nested_ste(ste_features(), s2.pgtbl_cfg(), SteNested{.s2 = {.vmid = s2.vmid()}}, guest));
   Box<ArmSmmuDomain> d =
       STRATA_TRY(make_box<ArmSmmuDomain>(*this, DomainType::nested, ArmSmmuDomain::Stage::nested));
   d->guest_ = guest;
+  d->guest_ats_ = hw::STE{}.set_word(1, guest.ste[1]).get<hw::STE::EATS>() == hw::kEatsTrans;
   d->vmid_ = s2.vmid();
   return Box<Domain>(std::move(d));
 }
@@ -189,9 +192,10 @@ void ArmSmmuDomain::invalidate(uint64_t iova, uint64_t size, uint64_t granule, b
     Guard g(devices_lock_);
     for (ArmSmmuAttachment& a : devices_) {
       if (!a.master->ats) continue;
+      const bool whole = all || a.nested_ats_flush;
       for (unsigned i = 0; i < a.master->num_streams; i++) {
         batch.add(arm_smmu_atc_inv_cmd(a.master->streams[i].sid, a.ssid != 0, a.ssid,
-                                       all ? 0 : iova, all ? 0 : size));
+                                       whole ? 0 : iova, whole ? 0 : size));
         smmu_.counters_.atc_invalidations.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -215,22 +219,46 @@ void ArmSmmuDomain::tlb_flush_walk(uint64_t iova, size_t size, size_t granule, v
   static_cast<ArmSmmuDomain*>(cookie)->invalidate(iova, size, granule, false, false);
 }
 
+bool ArmSmmuDomain::ats_enabled(const ArmSmmuMaster& master) const {
+  return master.ats && (stage_ != Stage::nested || guest_ats_);
+}
+
 Result<void> ArmSmmuDomain::add_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
+  // The parent first: from the moment the STE can point at the nested domain, the parent's
+  // invalidations must reach the master's ATC.
+  auto* parent = static_cast<ArmSmmuDomain*>(this->parent());
+  const bool flush = stage_ == Stage::nested && ats_enabled(master);
+  if (flush) STRATA_TRY(parent->link(master, ssid, true));
+  auto r = link(master, ssid, false);
+  if (!r.ok() && flush) parent->unlink(master, ssid, true);
+  return r;
+}
+
+void ArmSmmuDomain::remove_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
+  unlink(master, ssid, false);
+  if (stage_ == Stage::nested && ats_enabled(master))
+    static_cast<ArmSmmuDomain*>(parent())->unlink(master, ssid, true);
+}
+
+Result<void> ArmSmmuDomain::link(ArmSmmuMaster& master, ioasid_t ssid, bool nested_ats_flush) {
   ArmSmmuAttachment* a = STRATA_TRY(make_box<ArmSmmuAttachment>()).release();
   a->master = &master;
   a->ssid = ssid;
+  a->nested_ats_flush = nested_ats_flush;
   Guard g(devices_lock_);
   devices_.push_back(*a);
   if (master.ats) nr_ats_attachments_.fetch_add(1, std::memory_order_release);
   return {};
 }
 
-void ArmSmmuDomain::remove_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
+// A master moving between the parent and a nested domain over it is on the parent's list
+// twice for a moment, directly and for the nested domain: the flag tells the two apart.
+void ArmSmmuDomain::unlink(ArmSmmuMaster& master, ioasid_t ssid, bool nested_ats_flush) {
   ArmSmmuAttachment* found = nullptr;
   {
     Guard g(devices_lock_);
     for (ArmSmmuAttachment& a : devices_) {
-      if (a.master == &master && a.ssid == ssid) {
+      if (a.master == &master && a.ssid == ssid && a.nested_ats_flush == nested_ats_flush) {
         found = &a;
         break;
       }
@@ -350,7 +378,7 @@ Result<void> ArmSmmuDomain::cache_invalidate_user(const hw::Command* cmds, size_
     if (!devices_.empty()) {
       const ArmSmmuMaster& m = *devices_.front().master;
       attached = true;
-      ats = m.ats;
+      ats = ats_enabled(m);
       sid = m.streams[0].sid;
     }
   }

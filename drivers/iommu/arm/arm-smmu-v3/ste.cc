@@ -261,16 +261,21 @@ Result<STE> make_nested_ste(const SteFeatures& features, const IoPgtableCfg& s2_
   // the host's, or Reserved.
   constexpr uint64_t kAllowed0 = STE::V::kMask | STE::Config::kMask | STE::S1Fmt::kMask |
                                  STE::S1ContextPtr::kMask | STE::S1CDMax::kMask;
-  constexpr uint64_t kAllowed1 =
-      STE::S1DSS::kMask | STE::S1CIR::kMask | STE::S1COR::kMask | STE::S1CSH::kMask;
+  constexpr uint64_t kAllowed1 = STE::S1DSS::kMask | STE::S1CIR::kMask | STE::S1COR::kMask |
+                                 STE::S1CSH::kMask | STE::S1STALLD::kMask | STE::EATS::kMask;
   if ((guest.ste[0] & ~kAllowed0) || (guest.ste[1] & ~kAllowed1)) return Error(-EINVAL);
+  // Split-stage ATS would hand the device IPAs, and DPT is not the guest's to configure.
+  const uint64_t eats = g.get<STE::EATS>();
+  if (eats != smmuv3::kEatsAbort && eats != smmuv3::kEatsTrans) return Error(-EINVAL);
+  SteS2Domain s2 = host.s2;
+  s2.ats = s2.ats && eats == smmuv3::kEatsTrans;
 
   const uint64_t config = g.get<STE::Config>();
   // An invalid guest STE, and Config 0b000 with the Reserved values that behave as it.
   if (!g.get<STE::V>() || !(config & 0b100)) return make_abort_ste();
   // The guest cannot configure the host's stage 2.
   if (config & 0b010) return Error(-EINVAL);
-  if (config == smmuv3::kConfigBypass) return make_s2_domain_ste(features, s2_cfg, host.s2);
+  if (config == smmuv3::kConfigBypass) return make_s2_domain_ste(features, s2_cfg, s2);
 
   // Stage 1: the guest's CD table, behind stage 2.
   const unsigned s1cdmax = static_cast<unsigned>(g.get<STE::S1CDMax>());
@@ -302,7 +307,7 @@ Result<STE> make_nested_ste(const SteFeatures& features, const IoPgtableCfg& s2_
       .set<STE::S1COR>(g.get<STE::S1COR>())
       .set<STE::S1CSH>(g.get<STE::S1CSH>());
   if (features.stalls && !host.stall_enabled) ste.set<STE::S1STALLD>(1);
-  set_s2(ste, s2_cfg, host.s2);
+  set_s2(ste, s2_cfg, s2);
   ste.set<STE::S2PTW>(1);
   // Traffic without a SubstreamID skips stage 1 with S1DSS == 0b01: stage 2 only, which takes
   // SHCFG (13.5).

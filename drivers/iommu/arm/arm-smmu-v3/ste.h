@@ -102,10 +102,11 @@ struct SteS2Domain {
 smmuv3::STE make_s2_domain_ste(const SteFeatures& features, const IoPgtableCfg& s2_cfg,
                                const SteS2Domain& params);
 
-// A guest's STE as its vIOMMU presents it: words 0 and 1, in CPU byte order (Linux's struct
-// iommu_hwpt_arm_smmuv3 carries the same two words, little-endian). Untrusted. The guest may set V,
-// Config (abort, bypass or stage 1), S1Fmt, S1ContextPtr, S1CDMax, S1DSS, S1CIR, S1COR and S1CSH;
-// anything else is refused.
+// A guest's STE as its vIOMMU presents it: words 0 and 1, in CPU byte order (the driver's
+// ArmSmmuNestedData, like Linux's struct iommu_hwpt_arm_smmuv3, carries them little-endian).
+// Untrusted. The guest may set V, Config (abort, bypass or stage 1), S1Fmt, S1ContextPtr,
+// S1CDMax, S1DSS, S1CIR, S1COR, S1CSH, S1STALLD and EATS (0b00 or 0b01); anything else is
+// refused.
 struct GuestSte {
   uint64_t ste[2] = {};
 };
@@ -124,13 +125,17 @@ struct SteNested {
 // STE; bypass gives the stage-2 STE (the guest's "physical" addresses are IPAs); stage 1 gives
 // Config 0b111 with the stage-2 fields of make_s2_domain_ste, S2PTW set (a guest CD or table
 // placed on a Device page faults instead of being read, 5.2 S2PTW) and the guest's CD table,
-// whose S1ContextPtr is an IPA. The host decides EATS, S1STALLD and everything of stage 2.
+// whose S1ContextPtr is an IPA. The host decides everything of stage 2, and:
+//  - EATS: full ATS (0b01) when the host allows it (host.s2.ats) and the guest asks for it;
+//    a guest that leaves EATS 0 gets its Translation Requests refused (Linux's enable_ats).
+//  - S1STALLD: the host's rule alone (SteNested::stall_enabled). A guest's S1STALLD == 1 asks
+//    for what the host gives anyway; a guest cannot turn stalls on.
 //
 // -EINVAL, with nothing built, for a guest STE that sets a bit outside the fields above,
-// selects stage 2 itself (Config 0b11x), asks for more substreams than the SMMU has
-// (S1CDMax > SSIDSIZE), a 2-level CD table the SMMU lacks, a Reserved S1Fmt or S1DSS (0b11)
-// with substreams, or an S1ContextPtr outside the IPA space stage 2 covers or not aligned as
-// its table format requires.
+// selects stage 2 itself (Config 0b11x), asks for split-stage or DPT ATS (EATS 0b1x), asks for more
+// substreams than the SMMU has (S1CDMax > SSIDSIZE), a 2-level CD table the SMMU lacks, a Reserved
+// S1Fmt or S1DSS (0b11) with substreams, or an S1ContextPtr outside the IPA space stage 2 covers or
+// not aligned as its table format requires.
 Result<smmuv3::STE> make_nested_ste(const SteFeatures& features, const IoPgtableCfg& s2_cfg,
                                     const SteNested& host, const GuestSte& guest);
 

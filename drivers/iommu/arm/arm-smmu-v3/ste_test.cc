@@ -182,19 +182,32 @@ TEST_CASE("nested STE: the guest's CD table behind the host's stage 2") {
   const IoPgtableCfg cfg = s2_cfg(0x4100'0000);
   const SteNested host{.s2 = {.vmid = 7, .ats = true}};
   // Guest: V, Config 0b101, a linear table of 4 CDs at IPA 0x8000'0100, S1DSS 0b10, CD fetch
-  // attributes WB/WB/ISH.
+  // attributes WB/WB/ISH, full ATS.
   GuestSte g;
   g.ste[0] = 0x1 | at(1, 0b101) | 0x8000'0100 | at(59, 2);
-  g.ste[1] = at(64, 0b10) | at(66, 0b01) | at(68, 0b01) | at(70, 0b11);
+  g.ste[1] = at(64, 0b10) | at(66, 0b01) | at(68, 0b01) | at(70, 0b11) | at(92, 0b01);
   auto r = make_nested_ste(kFeatures, cfg, host, g);
   REQUIRE(r.ok());
   const STE s = *r;
-  const STE s2 = make_s2_domain_ste(kFeatures, cfg, host.s2);
+  const STE s2 = make_s2_domain_ste(kFeatures, cfg, SteS2Domain{.vmid = 7});
   CHECK(s.word(0) == (0x1 | at(1, 0b111) | 0x8000'0100 | at(59, 2)));
-  CHECK(s.word(1) == (g.ste[1] | at(91, 1) | at(92, 0b01)));  // + S1STALLD, EATS; no SHCFG
-  CHECK(s.word(2) == (s2.word(2) | at(182, 1)));              // the stage 2 and S2PTW
+  CHECK(s.word(1) == (g.ste[1] | at(91, 1)));     // + the host's S1STALLD; no SHCFG
+  CHECK(s.word(2) == (s2.word(2) | at(182, 1)));  // the stage 2 and S2PTW
   CHECK(s.word(3) == s2.word(3));
   CHECK(only_used_bits(s));
+
+  // EATS: full ATS only when both the host allows it and the guest asks for it.
+  GuestSte no_ats = g;
+  no_ats.ste[1] &= ~at(92, 0b11);
+  CHECK(make_nested_ste(kFeatures, cfg, host, no_ats)->get<STE::EATS>() == smmuv3::kEatsAbort);
+  const SteNested host_no_ats{.s2 = {.vmid = 7}};
+  CHECK(make_nested_ste(kFeatures, cfg, host_no_ats, g)->get<STE::EATS>() == smmuv3::kEatsAbort);
+  // S1STALLD: the guest's 1 is what the host sets anyway; its 0 does not enable stalls.
+  GuestSte stalld = no_ats;
+  stalld.ste[1] |= at(91, 1);
+  CHECK(*make_nested_ste(kFeatures, cfg, host, stalld) ==
+        *make_nested_ste(kFeatures, cfg, host, no_ats));
+  CHECK(make_nested_ste(kFeatures, cfg, host, no_ats)->get<STE::S1STALLD>() == 1);
 
   // S1DSS bypass with substreams: traffic without one is stage 2 only and takes SHCFG.
   g.ste[1] = at(64, 0b01);
@@ -216,6 +229,8 @@ TEST_CASE("nested STE: the guest's CD table behind the host's stage 2") {
   CHECK(*make_nested_ste(kFeatures, cfg, host, g) == make_abort_ste());
   g.ste[0] = 0x1 | at(1, 0b100);
   CHECK(*make_nested_ste(kFeatures, cfg, host, g) == s2);
+  g.ste[1] = at(92, 0b01);  // and with ATS, the host's stage-2 STE with ATS
+  CHECK(*make_nested_ste(kFeatures, cfg, host, g) == make_s2_domain_ste(kFeatures, cfg, host.s2));
 }
 
 TEST_CASE("nested STE: bad guest STEs are -EINVAL") {
@@ -229,8 +244,10 @@ TEST_CASE("nested STE: bad guest STEs are -EINVAL") {
   const Case cases[] = {
       {"stage 2 requested", 0x1 | at(1, 0b110), 0},
       {"nested requested", 0x1 | at(1, 0b111), 0},
-      {"a host field (EATS)", s1 | 0x1000, at(92, 0b01)},
-      {"a host field (S1STALLD)", s1 | 0x1000, at(91, 1)},
+      {"split-stage ATS (EATS 0b10)", s1 | 0x1000, at(92, 0b10)},
+      {"ATS with DPT (EATS 0b11)", s1 | 0x1000, at(92, 0b11)},
+      {"a host field (S2FWB)", s1 | 0x1000, at(89, 1)},
+      {"a host field (STRW)", s1 | 0x1000, at(94, 0b10)},
       {"a Reserved bit", s1 | 0x1000 | (uint64_t{1} << 56), 0},
       {"SW_RESERVED", s1 | 0x1000, at(84, 1)},
       {"S1CDMax beyond SSIDSIZE", s1 | 0x100000 | at(59, 21), 0},
