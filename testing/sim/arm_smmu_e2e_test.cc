@@ -222,6 +222,64 @@ TEST_CASE("stage 2: a nest-parent domain attached alone translates with an S2-on
   }
 }
 
+TEST_CASE("52-bit addresses: paging domains sized to what io-pgtable can build, and DMA") {
+  // 4K granule: io-pgtable's 52-bit output needs 64K, so both stages get 48-bit tables.
+  ArmSystemConfig cfg;
+  cfg.platform.smmu.oas = hw::kAddrSize52;
+  auto sys = make_system(Threading::kSync, cfg);
+  REQUIRE(sys->smmu().features().oas == 52);
+  Device& dev = sys->engine_dev(0);
+  Buffer buf = alloc_buffer(*sys, 4096, 0);
+  Owned owned(dev);
+  for (uint32_t flags : {0u, IOMMU_DOMAIN_ALLOC_NEST_PARENT}) {
+    CAPTURE(flags);
+    Box<Domain> d = paging_domain(dev, flags);
+    auto& ad = static_cast<ArmSmmuDomain&>(*d);
+    CHECK(ad.pgtbl_cfg().ias == 48);
+    CHECK(ad.pgtbl_cfg().oas == 48);
+    REQUIRE(iommu_map(*d, 0x8000'0000, buf.phys(), 4096, kRw).ok());
+    REQUIRE(iommu_attach_group(*d, owned.group).ok());
+    CHECK(sys->engine(0).fill(0x8000'0000, 4096, 0x6b6b6b6b6b6b6b6b).ok());
+    CHECK(buf.cpu()[4095] == 0x6b);
+    iommu_detach_group(*d, owned.group);
+    REQUIRE(iommu_unmap(*d, 0x8000'0000, 4096).ok());
+  }
+  check_no_stale(*sys);
+
+  // 64K the only granule: the full 52-bit output.
+  ArmSystemConfig cfg64 = cfg;
+  cfg64.platform.smmu.gran4k = cfg64.platform.smmu.gran16k = false;
+  auto sys64 = make_system(Threading::kSync, cfg64);
+  Device& dev64 = sys64->engine_dev(0);
+  Owned owned64(dev64);
+  Box<Domain> d64 = paging_domain(dev64, IOMMU_DOMAIN_ALLOC_NEST_PARENT);
+  CHECK(static_cast<ArmSmmuDomain&>(*d64).pgtbl_cfg().oas == 52);
+  CHECK((d64->pgsize_bitmap() & SZ_64K) != 0);
+}
+
+TEST_CASE("dirty tracking: stage-1 domains only, as capable() says") {
+  auto sys = make_system(Threading::kSync);
+  Device& dev = sys->engine_dev(0);
+  REQUIRE(sys->smmu().features().hw_dirty);
+  CHECK(device_iommu_capable(dev, IommuCap::dirty_tracking));
+  Box<Domain> d = paging_domain(dev, IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING);
+  CHECK(static_cast<ArmSmmuDomain&>(*d).stage() == ArmSmmuDomain::Stage::s1);
+  // A nest parent would need STE.S2HA/S2HD, which the driver never sets.
+  CHECK(iommu_paging_domain_alloc(
+            dev, IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING | IOMMU_DOMAIN_ALLOC_NEST_PARENT)
+            .error()
+            .code() == -EOPNOTSUPP);
+
+  // Without stage 1, nothing can track dirty state.
+  ArmSystemConfig cfg;
+  cfg.platform.smmu = smmuv3::Config::stage2_only();
+  auto s2only = make_system(Threading::kSync, cfg);
+  Device& dev2 = s2only->engine_dev(0);
+  CHECK_FALSE(device_iommu_capable(dev2, IommuCap::dirty_tracking));
+  CHECK(iommu_paging_domain_alloc(dev2, IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING).error().code() ==
+        -EOPNOTSUPP);
+}
+
 std::unique_ptr<Guest> make_guest(ArmSystem& sys) {
   auto r = Guest::create(sys.platform());
   REQUIRE(r.ok());

@@ -55,15 +55,22 @@ Result<void> ArmSmmuDomain::init_paging(Device& dev, uint32_t flags) {
   pgtbl_cfg_.tlb = &flush_ops_;
   pgtbl_cfg_.cookie = this;
   flush_ops_.tlb_flush_walk = &ArmSmmuDomain::tlb_flush_walk;
+  // io-pgtable's VMSAv8-64 tables take 32- to 48-bit inputs (no FEAT_LVA), and give a 52-bit
+  // output only with the 64K granule (FEAT_LPA's OA[51:48]); it picks the smallest granule
+  // offered. So on an SMMU with 52-bit addresses the tables are sized down to 48 bits unless
+  // 64K is its only granule: a narrower IPS / S2PS than the SMMU's is always valid, it only
+  // leaves the top of the address space unmappable.
+  const bool only_64k = (f.pgsize_bitmap & (SZ_4K | SZ_16K)) == 0;
+  auto clamp = [](unsigned bits, unsigned max) { return bits < max ? bits : max; };
   if (stage_ == Stage::s1) {
     fmt = IoPgtableFmt::arm_64_lpae_s1;
-    pgtbl_cfg_.ias = f.va_bits < 48 ? f.va_bits : 48;
-    pgtbl_cfg_.oas = f.ias;
+    pgtbl_cfg_.ias = clamp(f.va_bits, 48);
+    pgtbl_cfg_.oas = clamp(f.ias, only_64k ? 52 : 48);
     asid_ = static_cast<uint16_t>(STRATA_TRY(smmu_.asids_.alloc()));
   } else {
     fmt = IoPgtableFmt::arm_64_lpae_s2;
-    pgtbl_cfg_.ias = f.ias;
-    pgtbl_cfg_.oas = f.oas;
+    pgtbl_cfg_.ias = clamp(f.ias, 48);
+    pgtbl_cfg_.oas = clamp(f.oas, only_64k ? 52 : 48);
     vmid_ = static_cast<uint16_t>(STRATA_TRY(smmu_.vmids_.alloc()));
   }
   if (flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) pgtbl_cfg_.quirks |= IO_PGTABLE_QUIRK_DIRTY;
@@ -79,7 +86,6 @@ Result<void> ArmSmmuDomain::init_paging(Device& dev, uint32_t flags) {
 Result<Box<Domain>> ArmSmmuV3::domain_alloc_paging(Device& dev, DomainType type, uint32_t flags) {
   if (flags & ~(IOMMU_DOMAIN_ALLOC_NEST_PARENT | IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING))
     return Error(-EOPNOTSUPP);
-  if ((flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) && !features_.hw_dirty) return Error(-EOPNOTSUPP);
   // A nest parent is a stage-2 table (the guest owns stage 1); otherwise stage 1 when the
   // SMMU has it, as Linux prefers.
   ArmSmmuDomain::Stage stage = ArmSmmuDomain::Stage::s1;
@@ -89,6 +95,11 @@ Result<Box<Domain>> ArmSmmuV3::domain_alloc_paging(Device& dev, DomainType type,
   } else if (!features_.trans_s1) {
     stage = ArmSmmuDomain::Stage::s2;
   }
+  // Dirty tracking is stage 1's (CD.HA/HD over DBM leaves), as in Linux, which also refuses it
+  // for a nest parent: STE.S2HA/S2HD are never set.
+  if ((flags & IOMMU_DOMAIN_ALLOC_DIRTY_TRACKING) &&
+      (!features_.hw_dirty || stage != ArmSmmuDomain::Stage::s1))
+    return Error(-EOPNOTSUPP);
   Box<ArmSmmuDomain> d = STRATA_TRY(make_box<ArmSmmuDomain>(*this, type, stage));
   STRATA_TRY(d->init_paging(dev, flags));
   return Box<Domain>(std::move(d));

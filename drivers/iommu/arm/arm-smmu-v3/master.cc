@@ -348,7 +348,8 @@ bool ArmSmmuV3::capable(Device& dev, IommuCap cap) {
     case IommuCap::cache_coherency: return features_.coherent;
     case IommuCap::noexec: return true;
     case IommuCap::deferred_flush: return true;
-    case IommuCap::dirty_tracking: return features_.hw_dirty;
+    // What domain_alloc_paging can give: stage-1 domains with HTTU dirty state.
+    case IommuCap::dirty_tracking: return features_.hw_dirty && features_.trans_s1;
     case IommuCap::pre_boot_protection:
     case IommuCap::enforce_cache_coherency: return false;
   }
