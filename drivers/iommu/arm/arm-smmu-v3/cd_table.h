@@ -18,13 +18,12 @@
 //
 // Writing a CD. write_cd hands the target to write_entry (entry_writer.h) with cd_get_used, so a
 // live CD is replaced hitlessly when one 64-bit word decides the switch (a new TTB0 with the same
-// ASID, a new ASID alone) and break-before-make otherwise (TTB0 and ASID together; the break,
-// CD.V = 0 and a sync, is made here because write_entry's clears word 0 bit 0, STE.V's
-// position, while CD.V is bit 31). Each sync of
-// the entry writer is: clean the CD to memory when the SMMU does not snoop (sync_for_device),
-// then CdInvalidator::cfgi_cd(ssid, leaf = true): CMD_CFGI_CD for every StreamID using the table
-// and one CMD_SYNC (3.21.3.1; 5.4.1: "any modification, commissioning or decommissioning of a
-// CD must be followed by a CMD_CFGI_CD").
+// ASID, a new ASID alone) and break-before-make otherwise (TTB0 and ASID together: CD.V, bit 31
+// of word 0, cleared and synced first, entry_writer.h step 3). Each sync of the entry writer is:
+// clean the CD to memory when the SMMU does not snoop (sync_for_device), then
+// CdInvalidator::cfgi_cd(ssid, leaf = true): CMD_CFGI_CD for every StreamID using the table and one
+// CMD_SYNC (3.21.3.1; 5.4.1: "any modification, commissioning or decommissioning of a CD must be
+// followed by a CMD_CFGI_CD").
 //
 // The first write into a leaf. The SMMU may cache any structure it fetched "whether marked as
 // valid or not" (3.21.3), the L1CD included, so a transaction that met the invalid L1CD may
