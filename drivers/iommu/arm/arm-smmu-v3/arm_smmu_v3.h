@@ -333,6 +333,10 @@ class ArmSmmuV3 final : public IommuDevice, public StrtabInvalidator {
   // The STE the master's state asks for (its RID domain, its PASIDs).
   Result<smmuv3::STE> master_ste(const ArmSmmuMaster& master, const ArmSmmuDomain* domain,
                                  unsigned nr_pasids) const;
+  // Writes `ste` to every StreamID of the master (hitless, strtab.h), all or nothing: when one
+  // write fails, the StreamIDs already written and the one that failed are put back to the STEs
+  // they held before (best effort; a rollback that fails too is logged) and the first error is
+  // returned, so the caller may go on as if the master kept its old state.
   Result<void> install_ste(ArmSmmuMaster& master, const smmuv3::STE& ste);
   Result<CdTable*> master_cd_table(ArmSmmuMaster& master);
   Result<void> write_cd(ArmSmmuMaster& master, ioasid_t ssid, const smmuv3::CD& cd);

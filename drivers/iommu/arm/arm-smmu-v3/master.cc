@@ -103,7 +103,33 @@ void ArmSmmuV3::release_device(Device& dev) {
   // back to the unattached state, so nothing the master's tables point at is reachable.
   const hw::STE initial =
       config_.bypass_unattached ? make_bypass_ste(ste_features()) : make_abort_ste();
-  (void)install_ste(*master, initial);
+  // Not install_ste: its rollback would put StreamIDs that did take the initial STE back onto
+  // tables that are about to go. Here the initial STE is the safe state of each StreamID, so
+  // every one is tried, whatever happened to the others.
+  bool ste_failed = false;
+  for (unsigned i = 0; i < master->num_streams; i++) {
+    const uint32_t sid = master->streams[i].sid;
+    if (auto r = strtab_->write_ste(sid, initial); !r.ok()) {
+      dev_err(config_.name, "{}: release: STE of StreamID {:#x} not reset: {}", dev.name(), sid,
+              r.error());
+      ste_failed = true;
+      continue;
+    }
+    counters_.ste_writes.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (ste_failed && master->cd_table) {
+    // The STE write failed with its CMD_CFGI_STE / CMD_SYNC (IHI 0070 3.21.3.1, 4.3.1), so the
+    // SMMU may still hold, or fetch again, an STE whose S1ContextPtr is this CD table (its
+    // leaves with it): freeing it would let the SMMU walk freed memory. It is leaked on
+    // purpose, as Linux leaks what the hardware may still use on its can't-happen paths. The
+    // table's CdInvalidator is the master's, freed below: nothing may call into the leaked
+    // table, and nothing can, as nothing points at it any more. Not covered: the RID domain's
+    // page tables, which the CDs or an S2 / nested STE point at, belong to the domain, and the
+    // core may free it as soon as this returns.
+    dev_err(config_.name, "{}: release: the SMMU may still use its CD table at {:#x}; leaked",
+            dev.name(), master->cd_table->base());
+    (void)master->cd_table.release();
+  }
   if (master->domain) master->domain->remove_attachment(*master, 0);
   master->domain = nullptr;
   {
@@ -155,15 +181,52 @@ Result<smmuv3::STE> ArmSmmuV3::master_ste(const ArmSmmuMaster& master, const Arm
   STRATA_BUG("unreachable");
 }
 
+// All or nothing across the master's StreamIDs. Each StreamID is a separate STE with its own
+// CMD_CFGI_STE + CMD_SYNC (IHI 0070 3.21.3.1, 4.3.1, 4.7.3), so a failure at StreamID i comes
+// after StreamIDs 0..i-1 were switched. The callers treat a failed install as "the master is
+// still in its old state" (attach keeps the old domain, undoes CD 0, and its caller may free
+// the new domain's tables), so the StreamIDs already switched would otherwise keep pointing at
+// what the caller is about to undo or free. So on failure every StreamID touched, the one that
+// failed included (its live STE holds the old, the new or an invalid entry, strtab.h "Failed
+// invalidations"), is written back to the STE it held before. That is best effort: after a
+// CMD_SYNC timeout the Command queue is usually no better for the rollback, and a StreamID whose
+// rollback fails too is logged and left as write_ste left it (the SMMU may then use the old, the
+// new or an invalid STE for it; only a reset of the SMMU settles it, as after any CMD_SYNC
+// timeout in Linux).
 Result<void> ArmSmmuV3::install_ste(ArmSmmuMaster& master, const smmuv3::STE& ste) {
+  // Each StreamID's own previous STE: they normally all hold the same one, but not after an
+  // earlier rollback that failed. Such a StreamID may hold an intermediate step of the writer
+  // (bits its configuration ignores already set), which write_ste refuses as a target: only
+  // the bits the configuration uses are kept, which is the configuration the SMMU acts on.
+  hw::STE old[IommuFwspec::kMaxIds];
+  for (unsigned i = 0; i < master.num_streams; i++) {
+    auto cur = strtab_->read_ste(master.streams[i].sid);
+    if (!cur.ok()) return Error(cur.error().code());  // probe_device installed every level 2
+    uint64_t words[hw::STE::kWords], used[hw::STE::kWords];
+    ste_to_words(cur.value(), words);
+    ste_get_used(words, used);
+    for (unsigned k = 0; k < hw::STE::kWords; k++) old[i].set_word(k, words[k] & used[k]);
+  }
   for (unsigned i = 0; i < master.num_streams; i++) {
     auto r = strtab_->write_ste(master.streams[i].sid, ste);
-    if (!r.ok()) {
-      dev_err(config_.name, "{}: STE update of StreamID {:#x} failed: {}", master.dev.name(),
-              master.streams[i].sid, r.error().code());
-      return Error(r.error().code());
+    if (r.ok()) {
+      counters_.ste_writes.fetch_add(1, std::memory_order_relaxed);
+      continue;
     }
-    counters_.ste_writes.fetch_add(1, std::memory_order_relaxed);
+    dev_err(config_.name, "{}: STE update of StreamID {:#x} failed: {}", master.dev.name(),
+            master.streams[i].sid, r.error());
+    for (unsigned j = i + 1; j-- > 0;) {
+      const uint32_t sid = master.streams[j].sid;
+      if (auto u = strtab_->write_ste(sid, old[j]); !u.ok()) {
+        dev_err(config_.name,
+                "{}: StreamID {:#x}: putting the previous STE back failed too: {}; the SMMU may "
+                "use the old, the new or an invalid STE for it",
+                master.dev.name(), sid, u.error());
+        continue;
+      }
+      counters_.ste_writes.fetch_add(1, std::memory_order_relaxed);
+    }
+    return Error(r.error().code());
   }
   return {};
 }
