@@ -15,7 +15,9 @@
 // wake_thread(), from interrupt context, and the OS's thread then calls evtq_thread() or
 // priq_thread(), which may sleep and report faults. The GERROR interrupt is handled in
 // interrupt context (it never waits). Without wake_thread the queue interrupts are not
-// requested and the OS polls the two thread functions instead.
+// requested and the OS polls the two thread functions instead. Without a GERROR interrupt the
+// same handler runs in the Command queue's waiters when the SMMU stops making progress, one
+// at a time (cmdq.h), so command errors are still recovered from.
 #pragma once
 
 #include <stddef.h>
@@ -115,7 +117,7 @@ struct ArmSmmuCounters {
   uint64_t page_requests = 0;      // PRI queue records read
   uint64_t priq_overflows = 0;     // PRI queue overflow acknowledged
   uint64_t page_responses = 0;     // CMD_PRI_RESP sent
-  uint64_t gerrors = 0;            // GERROR interrupts with an active error
+  uint64_t gerrors = 0;            // GERROR handler runs (interrupt or poll) with an active error
   uint64_t ste_writes = 0;         // STE updates (each one a hitless sequence)
   uint64_t cd_writes = 0;          // CD updates
   uint64_t tlb_syncs = 0;          // invalidation batches (each ends in one CMD_SYNC)
@@ -320,7 +322,13 @@ class ArmSmmuV3 final : public IommuDevice, public StrtabInvalidator {
   static void evtq_irq(void* ctx);
   static void priq_irq(void* ctx);
   static void gerror_irq(void* ctx);
+  // Without a GERROR interrupt: the Command queue's waiters call this (Cmdq::set_gerror_poll),
+  // and it runs handle_gerror() in whichever of them takes gerror_poll_busy_ first.
+  static void gerror_poll(void* ctx);
   void handle_gerror();
+  // Held by the GERROR poll while it runs handle_gerror(); never taken by the interrupt, which
+  // is never connected while the poll is set.
+  std::atomic<bool> gerror_poll_busy_{false};
 
   // ---- faults.cc ----
   void handle_event(const uint64_t* words);

@@ -361,5 +361,41 @@ TEST_CASE("PRI: a page request of a device without IOPF is answered InvalidReque
   iommu_release_device(fn.dev);
 }
 
+// Without a GERROR interrupt (no lines, no MSIs) nothing would acknowledge a command error and
+// the Command queue would stay stopped: its waits run the GERROR handler instead.
+TEST_CASE("GERROR without an interrupt: an illegal command is -EIO and the queue goes on") {
+  for (auto t : {sim::smmuv3::Threading::kSync, sim::smmuv3::Threading::kAsync}) {
+    CAPTURE(sim::smmuv3::name(t));
+    auto platform =
+        sim::ArmPlatform::create(sim::ArmPlatform::Config{.threading = t, .engines = 0});
+    REQUIRE(platform.ok());
+    sim::ArmPlatform& p = *platform.value();
+    Mmio io = p.smmu_mmio();
+    hosted::LogCapture logs;
+    // A short timeout: were the queue left stopped, each wait would fail in half a second.
+    auto probed = ArmSmmuV3::probe(ArmSmmuConfig{
+        .name = "smmu-noirq", .regs = io, .dma = &p.dma(), .irq = nullptr, .timeout_us = 500'000});
+    REQUIRE(probed.ok());
+    ArmSmmuV3& smmu = *probed.value();
+    CHECK(logs.contains("no GERROR interrupt"));
+    CHECK(io.readl(hw::IRQ_CTRLACK::kOffset) == 0);
+
+    hw::Command bad = hw::descriptor_cast<hw::Command>(
+        hw::CmdCfgiSte::make().set<hw::CmdCfgiSte::StreamID>(0x10));
+    bad.set_word(0, bad.word(0) | (uint64_t{1} << 20));  // a RES0 bit: CERROR_ILL
+    CHECK(smmu.cmdq().issue_cmd_with_sync(bad).error().code() == -EIO);
+    CHECK(logs.contains("CERROR_ILL"));
+    CHECK(smmu.counters().gerrors == 1);
+    CHECK(io.readl(hw::GERROR::kOffset) == io.readl(hw::GERRORN::kOffset));  // acknowledged
+    CHECK(smmu.cfgi_ste(0x10, true).ok());  // CMD_CFGI_STE and its CMD_SYNC
+    CHECK(smmu.cmdq().issue_sync().ok());
+    CHECK(smmu.cmdq().counters().command_errors == 1);
+    CHECK(smmu.cmdq().counters().timeouts == 0);
+    CHECK(smmu.counters().gerrors == 1);
+    probed.value().reset();
+    CHECK(io.readl(hw::CR0ACK::kOffset) == 0);
+  }
+}
+
 }  // namespace
 }  // namespace strata::arm_smmu_v3

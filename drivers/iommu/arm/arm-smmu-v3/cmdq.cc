@@ -115,6 +115,7 @@ Result<void> Cmdq::reset() {
   owner_prod_.store(0, std::memory_order_relaxed);
   lock_.store(0, std::memory_order_relaxed);
   last_abort_valid_.store(false, std::memory_order_relaxed);
+  stopped_.store(false, std::memory_order_relaxed);
   for (size_t i = 0; i < valid_words_; i++) valid_map_[i].store(0, std::memory_order_relaxed);
   // The SMMU is not reading the queue (CMDQEN == 0): plain stores are enough.
   memset(queue_.cpu(), 0, queue_.size());
@@ -224,9 +225,12 @@ Result<void> Cmdq::issue_one(const hw::Command* cmds, size_t n, bool sync, Error
 
 Result<void> Cmdq::wait_for_space(uint64_t& llq, uint32_t need) {
   counters_.full.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t deadline = monotonic_ns() + timeout_us_ * 1000;
+  const uint64_t start = monotonic_ns();
+  const uint64_t deadline = start + timeout_us_ * 1000;
+  uint64_t next_poll = start + kGerrorPollNs;
   for (;;) {
-    const bool expired = monotonic_ns() > deadline;
+    const uint64_t now = monotonic_ns();
+    const bool expired = now > deadline;
     // One producer at a time reads CMDQ_CONS; the others watch the cached copy.
     unsigned long flags;
     if (exclusive_trylock(flags)) {
@@ -242,15 +246,20 @@ Result<void> Cmdq::wait_for_space(uint64_t& llq, uint32_t need) {
               io_.readl_relaxed(hw::CMDQ_CONS::kOffset));
       return Error(-ETIMEDOUT);
     }
+    // A queue stopped by a command error (7.1) drains only once the error is handled.
+    poll_gerror(now, next_poll);
     cpu_relax();
   }
 }
 
 Result<uint32_t> Cmdq::wait_for_sync(uint32_t pos) {
-  const uint64_t deadline = monotonic_ns() + timeout_us_ * 1000;
+  const uint64_t start = monotonic_ns();
+  const uint64_t deadline = start + timeout_us_ * 1000;
+  uint64_t next_poll = start + kGerrorPollNs;
   const uint8_t* slot = slot_ptr(pos);
   for (;;) {
-    const bool expired = monotonic_ns() > deadline;
+    const uint64_t now = monotonic_ns();
+    const bool expired = now > deadline;
     if (msi_) {
       // The SMMU writes MSIData (0) over the first 32 bits of the slot (4.7.3).
       if ((dma_read64(slot) & 0xffff'ffff) == 0) {
@@ -263,12 +272,22 @@ Result<uint32_t> Cmdq::wait_for_sync(uint32_t pos) {
       if (pos_after(cons, pos)) return cons;
     }
     if (expired) break;
+    // A command error before our CMD_SYNC (7.1) stops the queue until it is handled.
+    poll_gerror(now, next_poll);
     cpu_relax();
   }
   counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
   dev_err(name_, "CMD_SYNC timeout at {:#x} [hwprod {:#x}, hwcons {:#x}]", hw_ptr(pos),
           io_.readl_relaxed(hw::CMDQ_PROD::kOffset), io_.readl_relaxed(hw::CMDQ_CONS::kOffset));
   return Error(-ETIMEDOUT);
+}
+
+void Cmdq::poll_gerror(uint64_t now, uint64_t& next_poll) {
+  if (!gerror_poll_ || now < next_poll) return;
+  gerror_poll_(gerror_poll_ctx_);
+  // From the end of the call: a slow handler (or one that waited for the try-lock's holder)
+  // does not make the next call come at once.
+  next_poll = monotonic_ns() + kGerrorPollNs;
 }
 
 Result<void> Cmdq::check_errors(const ErrorWatch& watch) const {
@@ -451,6 +470,8 @@ void Cmdq::record_error(uint32_t pos) {
 
 bool Cmdq::handle_cmdq_error() {
   using hw::CommandError;
+  // Left unacknowledged on purpose (CERROR_ABT twice): nothing has changed until reset().
+  if (stopped_.load(std::memory_order_relaxed)) return false;
   const hw::CMDQ_CONS cons_reg = hw::CMDQ_CONS::read_from(io_);
   const uint32_t hw_cons = static_cast<uint32_t>(cons_reg.get<hw::CMDQ_CONS::RD>()) & ptr_mask_;
   const uint8_t err = static_cast<uint8_t>(cons_reg.get<hw::CMDQ_CONS::ERR>());
@@ -478,6 +499,7 @@ bool Cmdq::handle_cmdq_error() {
         // The CMD_SYNC put there cannot be fetched either: the queue memory is unreachable.
         dev_err(name_, "command fetch at {:#x} aborted again: command queue stopped, reset needed",
                 hw_cons);
+        stopped_.store(true, std::memory_order_relaxed);
         return false;
       }
       last_abort_pos_.store(pos, std::memory_order_relaxed);

@@ -70,6 +70,7 @@
 //  - CERROR_ABT (the fetch aborted): logs and replaces it likewise; if the same slot aborts
 //    again the queue memory is unreachable, and the error is left unacknowledged: the queue
 //    stays stopped and waiters time out (a reset is needed), rather than looping for ever;
+//    until reset() the error is then not handled (or logged) again, however often asked;
 //  - CERROR_ATC_INV_SYNC (a CMD_SYNC found a CMD_ATC_INV timed out): logs; the CMD_SYNC is
 //    left in place and is executed again after the acknowledgement (7.1);
 // records the failed command's position, then acknowledges by toggling GERRORN.CMDQ_ERR, and
@@ -79,20 +80,35 @@
 // tell: the log is all. Errors are recorded in a small ring; a submitter that finds more errors
 // than the ring holds since it started cannot tell and reports -EIO rather than success.
 //
+// Without a GERROR interrupt. The SMMU may have none (no wired line, no MSI: Linux then only
+// warns that errors will not be reported), and then nothing would ever acknowledge a command
+// error: the queue would stay stopped and every later CMD_SYNC time out. So a driver without
+// one gives the cmdq its GERROR handler (set_gerror_poll()), and every wait for the SMMU here,
+// a CMD_SYNC waiter's and a full-queue producer's, calls it once it has waited kGerrorPollNs
+// without its condition holding, and again at most every kGerrorPollNs: the handler reads
+// GERROR and GERRORN (6.3.19, 6.3.20) and handles whatever is active, as the interrupt would
+// have, and the waiter goes on polling. Waiters call it concurrently, so the driver serialises
+// it (a try-lock: whoever finds it taken just polls on). A wait that completes within
+// kGerrorPollNs never reads GERROR, and submission itself never does.
+//
 // Who writes what. The cmdq writes CMDQ_BASE, CMDQ_PROD and CMDQ_CONS (reset() only, with the
 // queue disabled) and CMDQ_PROD (owners). The driver writes CR0 (CMDQEN), IRQ_CTRL and the
-// GERROR interrupt hook-up. GERRORN.CMDQ_ERR is toggled by handle_cmdq_gerror(), GERRORN's
-// other bits by the driver's GERROR handler, which must be the only caller of
-// handle_cmdq_gerror() (one handler at a time, as an interrupt handler is): GERRORN is written
-// read-modify-write.
+// GERROR interrupt hook-up, or, without one, sets the GERROR poll. GERRORN.CMDQ_ERR is toggled
+// by handle_cmdq_gerror(), GERRORN's other bits by the driver's GERROR handler, run by its
+// interrupt or by the cmdq's waiters through the poll, never both. That handler must be the
+// only caller of handle_cmdq_gerror() / handle_cmdq_error() at a time (one handler at a time,
+// as an interrupt handler is; the poll takes the driver's try-lock for it): GERRORN is written
+// read-modify-write, and the error ring and the abort record have one writer.
 //
 // Concurrency and context. issue_*() and CmdqBatch may be called from any number of threads
 // (and from interrupt handlers, as the exclusive section runs with interrupts off); they spin,
 // never sleep. handle_cmdq_gerror() takes no lock and never waits for a producer, so it may
 // run inside a producer's CMDQ_PROD write (the model delivers its GERROR interrupt there, and
-// an SMMU's wired interrupt may arrive on that CPU). Lock order: the count is a leaf. It is held
-// shared across the owner's CMDQ_PROD write when the owner asked for a sync, and exclusively
-// across one CMDQ_CONS read; the GERROR handler never takes it.
+// an SMMU's wired interrupt may arrive on that CPU), and inside a wait: the GERROR poll runs
+// in a CMD_SYNC waiter that holds the count shared, and in a full-queue producer that holds
+// nothing; so the poll must neither submit commands nor wait for a producer. Lock order: the
+// count is a leaf. It is held shared across the owner's CMDQ_PROD write when the owner asked
+// for a sync, and exclusively across one CMDQ_CONS read; the GERROR handler never takes it.
 #pragma once
 
 #include <stddef.h>
@@ -206,6 +222,21 @@ class Cmdq {
   // returned true (false: the queue must stay stopped, see CERROR_ABT above).
   bool handle_cmdq_error();
 
+  // How long a wait for the SMMU goes without progress before it calls the GERROR poll, and
+  // then the least time between its calls, per waiter. A CMD_SYNC normally completes in a few
+  // microseconds; a command error is rare, and waits this long for its acknowledgement.
+  static constexpr uint64_t kGerrorPollNs = 10'000;
+  // For a driver without a GERROR interrupt (the file comment says how it is used): `poll(ctx)`
+  // runs the driver's GERROR handler (7.5), which calls handle_cmdq_gerror() or
+  // handle_cmdq_error() for CMDQ_ERR. Several waiters may call `poll` at once: it must let only
+  // one of them run the handler at a time, and return at once in the others. It must not
+  // submit commands or wait for a producer. nullptr (the default): no polling, a GERROR
+  // interrupt handles errors. No call may be in progress.
+  void set_gerror_poll(void (*poll)(void* ctx), void* ctx) {
+    gerror_poll_ = poll;
+    gerror_poll_ctx_ = ctx;
+  }
+
   CmdqCounters counters() const;
 
   // Implementation, public for make_box only.
@@ -246,6 +277,9 @@ class Cmdq {
   Result<void> wait_for_space(uint64_t& llq, uint32_t need);
   // Waits for the CMD_SYNC at `pos`; returns a position CONS is known to have reached.
   Result<uint32_t> wait_for_sync(uint32_t pos);
+  // In a wait for the SMMU, at time `now`: calls the GERROR poll, if there is one, once `now`
+  // has reached `next_poll`, and moves `next_poll` on.
+  void poll_gerror(uint64_t now, uint64_t& next_poll);
   // -EIO if an error recorded since `watch` was armed hit one of its positions.
   Result<void> check_errors(const ErrorWatch& watch) const;
 
@@ -294,6 +328,9 @@ class Cmdq {
   std::atomic<uint64_t>* valid_map_ = nullptr;  // kzalloc'd, one bit per slot
   size_t valid_words_ = 0;
   uint64_t base_reg_ = 0;
+  // Set while no call is in progress (set_gerror_poll); read by waiters.
+  void (*gerror_poll_)(void* ctx) = nullptr;
+  void* gerror_poll_ctx_ = nullptr;
 
   // The reservation word: bits [30:0] PROD, bit 31 the owner flag, bits [62:32] cached CONS.
   alignas(64) std::atomic<uint64_t> llq_{0};
@@ -308,6 +345,9 @@ class Cmdq {
   std::atomic<uint32_t> error_pos_[kErrorRing] = {};
   std::atomic<uint32_t> last_abort_pos_{0};
   std::atomic<bool> last_abort_valid_{false};
+  // The same slot aborted twice: the error is left unacknowledged until reset(), and is not
+  // handled again meanwhile (a GERROR poll would otherwise log it every kGerrorPollNs).
+  std::atomic<bool> stopped_{false};
 
   struct AtomicCounters {
     std::atomic<uint64_t> commands{0}, syncs{0}, reservations{0}, prod_writes{0}, full{0},

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -311,6 +312,114 @@ TEST_CASE("a CmdqBatch whose early, sync-less part held the illegal command repo
   CHECK(batch.submit().ok());
 }
 
+// A driver with no GERROR interrupt (no wired line, no MSI) gives the Cmdq its GERROR handler
+// to poll: a waiter whose CMD_SYNC does not complete runs it, and recovers the queue.
+RigOptions without_gerror_irq(RigOptions o) {
+  o.gerror_irq = false;
+  o.gerror_poll = true;
+  o.timeout_us = 5'000'000;  // a broken poll fails in seconds, not kTimeout per call
+  return o;
+}
+
+TEST_CASE("no GERROR interrupt and no poll: an illegal command stops the queue for good") {
+  RigOptions o;
+  o.gerror_irq = false;
+  o.timeout_us = 20'000;
+  Rig rig(o);
+  hosted::LogCapture log;
+  CHECK(rig.cmdq->issue_cmd_with_sync(illegal_cmd(1)).error() == Error(-ETIMEDOUT));
+  CHECK(rig.cmdq->issue_cmd_with_sync(cfgi_ste(2)).error() == Error(-ETIMEDOUT));
+  CHECK((rig.gerror_active() & hw::GERROR::CMDQ_ERR::kMask) != 0);
+  CHECK(rig.cmdq->counters().command_errors == 0);
+  CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 0);
+}
+
+TEST_CASE("no GERROR interrupt: a CMD_SYNC waiter polls GERROR, -EIO, the queue goes on") {
+  test::for_each_mode([&](RigOptions o) {
+    Rig rig(without_gerror_irq(o));
+    hosted::LogCapture log;
+    const hw::Command cmds[] = {cfgi_ste_cmd(1), illegal_cmd(2), cfgi_ste_cmd(3)};
+    CHECK(rig.cmdq->issue_cmdlist(cmds, 3, true).error() == Error(-EIO));
+    CHECK(log.contains("CERROR_ILL"));
+    CHECK(rig.gerror_active() == 0);
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 2);
+    CHECK(rig.poller.runs.load() >= 1);
+    CHECK(rig.cmdq->counters().command_errors == 1);
+    CHECK(rig.cmdq->counters().failed_syncs == 1);
+
+    REQUIRE(rig.cmdq->issue_cmd_with_sync(cfgi_ste(4)).ok());
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 3);
+
+    // An error in a submission without a CMD_SYNC: the next waiter handles it, and its own
+    // CMD_SYNC succeeds.
+    REQUIRE(rig.cmdq->issue_cmd(illegal_cmd(5)).ok());
+    REQUIRE(rig.cmdq->issue_sync().ok());
+    CHECK(rig.cmdq->counters().command_errors == 2);
+    CHECK(rig.cmdq->counters().timeouts == 0);
+    CHECK(rig.gerror_active() == 0);
+  });
+}
+
+TEST_CASE("no GERROR interrupt: a producer waiting for room polls GERROR and the queue drains") {
+  test::for_each_mode([&](RigOptions o) {
+    o.log2_entries = 2;  // 4 slots
+    Rig rig(without_gerror_irq(o));
+    hosted::LogCapture log;
+    // The queue stops at its first slot and fills up behind it; nobody waits for a CMD_SYNC.
+    const hw::Command cmds[] = {illegal_cmd(0), cfgi_ste_cmd(1), cfgi_ste_cmd(2), cfgi_ste_cmd(3)};
+    REQUIRE(rig.cmdq->issue_cmdlist(cmds, 4, false).ok());
+    // No room until the error is handled: the producer's wait handles it.
+    REQUIRE(rig.cmdq->issue_cmd_with_sync(cfgi_ste(4)).ok());
+    CHECK(rig.cmdq->counters().full == 1);
+    CHECK(rig.cmdq->counters().command_errors == 1);
+    CHECK(rig.cmdq->counters().timeouts == 0);
+    CHECK(rig.executed(Opcode::CMD_CFGI_STE) == 4);
+    CHECK(log.contains("CERROR_ILL"));
+    CHECK(rig.gerror_active() == 0);
+  });
+}
+
+TEST_CASE("no GERROR interrupt: concurrent waiters poll GERROR; each gets its own result") {
+  constexpr unsigned kThreads = 4;
+  constexpr unsigned kPerThread = 40;
+  for (Threading t : kModes) {
+    for (bool msi : {false, true}) {
+      CAPTURE(test::mode_name(t));
+      CAPTURE(msi);
+      RigOptions o;
+      o.threading = t;
+      o.msi = msi;
+      o.log2_entries = 4;  // small: producers also wait for room
+      o = without_gerror_irq(o);
+      o.timeout_us = test::kTimeoutUs;  // many threads on a loaded machine: the usual margin
+      Rig rig(o);
+      hosted::LogCapture log;
+      std::atomic<unsigned> wrong{0};
+      std::vector<std::thread> threads;
+      for (unsigned i = 0; i < kThreads; i++) {
+        threads.emplace_back([&, i] {
+          for (unsigned k = 0; k < kPerThread; k++) {
+            const uint32_t sid = i * kPerThread + k;
+            const bool bad = k % 5 == 2;
+            Result<void> r =
+                rig.cmdq->issue_cmd_with_sync(bad ? illegal_cmd(sid) : cfgi_ste_cmd(sid));
+            if (bad ? r.ok() || r.error().code() != -EIO : !r.ok()) wrong++;
+          }
+        });
+      }
+      for (std::thread& th : threads) th.join();
+      CHECK(wrong.load() == 0);
+      const CmdqCounters c = rig.cmdq->counters();
+      CHECK(c.command_errors == kThreads * kPerThread / 5);
+      CHECK(c.failed_syncs == kThreads * kPerThread / 5);
+      CHECK(rig.poller.runs.load() >= c.command_errors);  // one run of the handler each at least
+      CHECK(c.timeouts == 0);
+      CHECK(rig.executed(Opcode::CMD_CFGI_STE) == kThreads * kPerThread * 4 / 5);
+      CHECK(rig.gerror_active() == 0);
+    }
+  }
+}
+
 TEST_CASE("handle_cmdq_gerror does nothing without GERROR.CMDQ_ERR") {
   Rig rig;
   CHECK_FALSE(rig.cmdq->handle_cmdq_gerror());
@@ -394,6 +503,30 @@ TEST_CASE("CERROR_ABT that persists stops the queue without a hang") {
   // Left unacknowledged: the queue stays stopped until a reset.
   CHECK((rig.gerror_active() & hw::GERROR::CMDQ_ERR::kMask) != 0);
   CHECK(rig.cmdq->counters().command_errors == 2);
+
+  rig.io.writel(0, hw::CR0::kOffset);
+  REQUIRE(rig.io.readl(hw::CR0ACK::kOffset) == 0);
+}
+
+TEST_CASE("CERROR_ABT that persists, without a GERROR interrupt: handled once, not every poll") {
+  UnreachableDma dma;
+  RigOptions o;
+  o.log2_entries = 3;
+  o.msi = false;
+  o.dma = &dma;
+  o = without_gerror_irq(o);
+  o.timeout_us = 20'000;  // some 2000 polls
+  Rig rig(o);
+  hosted::LogCapture log;
+  CHECK(rig.cmdq->issue_cmd_with_sync(cfgi_ste(1)).error() == Error(-ETIMEDOUT));
+  CHECK((rig.gerror_active() & hw::GERROR::CMDQ_ERR::kMask) != 0);
+  CHECK(rig.poller.runs.load() > 2);
+  // The abort, then the abort again; later polls find the queue stopped and leave it so.
+  CHECK(rig.cmdq->counters().command_errors == 2);
+  size_t again = 0;
+  for (const auto& line : log.lines())
+    again += line.text.find("aborted again") != std::string::npos;
+  CHECK(again == 1);
 
   rig.io.writel(0, hw::CR0::kOffset);
   REQUIRE(rig.io.readl(hw::CR0ACK::kOffset) == 0);

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The Command queue's test rig, on model_rig.h's machine and model: a Cmdq over the model's
 // registers, the GERROR interrupt wired to Cmdq::handle_cmdq_gerror() as a driver's GERROR
-// handler would call it, and CMDQEN set the way a driver's reset sequence sets it.
+// handler would call it (or, for a driver without one, that handler given to the Cmdq's
+// waiters as its GERROR poll), and CMDQEN set the way a driver's reset sequence sets it.
 #pragma once
 
 #include <stdint.h>
+
+#include <atomic>
 
 #include <doctest/doctest.h>
 
@@ -24,6 +27,24 @@ inline const char* mode_name(Threading t) { return sim::smmuv3::name(t); }
 // register write raised it.
 inline void gerror_handler(void* ctx) { static_cast<Cmdq*>(ctx)->handle_cmdq_gerror(); }
 
+// The same handler for a driver without a GERROR interrupt (Cmdq::set_gerror_poll): the Cmdq's
+// waiters call poll() concurrently, and a try-lock lets one of them at a time run it.
+struct GerrorPoller {
+  static void poll(void* ctx) {
+    auto* p = static_cast<GerrorPoller*>(ctx);
+    if (p->busy.load(std::memory_order_relaxed) ||
+        p->busy.exchange(true, std::memory_order_acquire))
+      return;
+    p->runs.fetch_add(1, std::memory_order_relaxed);
+    p->cmdq->handle_cmdq_gerror();
+    p->busy.store(false, std::memory_order_release);
+  }
+
+  Cmdq* cmdq = nullptr;
+  std::atomic<bool> busy{false};
+  std::atomic<uint64_t> runs{0};  // polls that ran the handler
+};
+
 // Cmdq::create, which the test expects to succeed.
 inline Box<Cmdq> make_cmdq(const CmdqConfig& cfg) {
   auto q = Cmdq::create(cfg);
@@ -38,6 +59,10 @@ struct RigOptions : ModelRigOptions {
   bool enable = true;  // set CMDQEN after reset()
   // Where the queue lives; null for the platform's DMA memory.
   DmaAllocator* dma = nullptr;
+  // The GERROR interrupt connected and enabled (IRQ_CTRL.GERROR_IRQEN); without it, command
+  // errors are handled only if `gerror_poll` gives the Cmdq the handler to poll.
+  bool gerror_irq = true;
+  bool gerror_poll = false;
 };
 
 // Runs `scenario(RigOptions)` with the model in `threading` and CMD_SYNC completion polled, then
@@ -86,8 +111,14 @@ struct Rig : ModelRig {
                                 .msi = o.msi,
                                 .timeout_us = o.timeout_us,
                                 .name = "smmu-test"});
-    request_irq(kGerrorLine, gerror_handler, cmdq.get());
-    REQUIRE(set_irq_ctrl_bits(hw::IRQ_CTRL::GERROR_IRQEN::kMask, true));
+    if (o.gerror_irq) {
+      request_irq(kGerrorLine, gerror_handler, cmdq.get());
+      REQUIRE(set_irq_ctrl_bits(hw::IRQ_CTRL::GERROR_IRQEN::kMask, true));
+    }
+    if (o.gerror_poll) {
+      poller.cmdq = cmdq.get();
+      cmdq->set_gerror_poll(&GerrorPoller::poll, &poller);
+    }
     REQUIRE(cmdq->reset().ok());
     if (o.enable) REQUIRE(set_cmdqen(true));
   }
@@ -96,12 +127,14 @@ struct Rig : ModelRig {
 
   bool set_cmdqen(bool on) { return set_cr0_bits(hw::CR0::CMDQEN::kMask, on); }
 
+  GerrorPoller poller;  // RigOptions::gerror_poll
   Box<Cmdq> cmdq;
 
  private:
-  static ModelRigOptions with_gerror_line(ModelRigOptions o) {
-    o.lines.gerror = static_cast<int>(kGerrorLine);
-    return o;
+  static ModelRigOptions with_gerror_line(const RigOptions& o) {
+    ModelRigOptions m = o;
+    if (o.gerror_irq) m.lines.gerror = static_cast<int>(kGerrorLine);
+    return m;
   }
 };
 

@@ -5,6 +5,7 @@
 
 #include "arch/clock.h"
 #include "arch/log.h"
+#include "arch/port.h"
 #include "arch/smmuv3/defs.h"
 #include "arch/smmuv3/regs.h"
 #include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
@@ -163,6 +164,10 @@ Result<void> ArmSmmuV3::device_reset() {
   strtab_->strtab_base().write_to_relaxed(page0_);
   strtab_->strtab_base_cfg().write_to_relaxed(page0_);
 
+  // No GERROR interrupt is connected yet (setup_irqs), so until one is, if one ever is, the
+  // Command queue's waits handle global errors (cmdq.h): a command error in the invalidation
+  // below fails it with -EIO rather than stopping the queue for good.
+  cmdq_->set_gerror_poll(&ArmSmmuV3::gerror_poll, this);
   STRATA_TRY(cmdq_->reset());
   uint32_t enables = hw::CR0::CMDQEN::kMask;
   STRATA_TRY(write_reg_sync(enables, hw::CR0::kOffset, hw::CR0ACK::kOffset));
@@ -196,6 +201,8 @@ Result<void> ArmSmmuV3::device_reset() {
   }
 
   STRATA_TRY(setup_irqs());
+  if (!gerror_irq_)
+    dev_warn(config_.name, "no GERROR interrupt: global errors are polled by command queue waits");
 
   // Unattached StreamIDs follow the initial STEs, so GBPA only matters once SMMUEN clears
   // again: keep it at abort.
@@ -245,6 +252,10 @@ Result<void> ArmSmmuV3::setup_irqs() {
     program_msi(gerror_irq_, hw::GERROR_IRQ_CFG0::kOffset, hw::GERROR_IRQ_CFG1::kOffset,
                 hw::GERROR_IRQ_CFG2::kOffset);
     irqen |= hw::IRQ_CTRL::GERROR_IRQEN::kMask;
+    // The interrupt handles global errors from here on, alone: the poll stops before
+    // IRQ_CTRL.GERROR_IRQEN (6.3.16, written below) lets the interrupt in, and no command is
+    // in flight during probe, so the two never run the handler at once.
+    cmdq_->set_gerror_poll(nullptr, nullptr);
   }
   if (threads && STRATA_TRY(connect(evtq_irq_, config_.eventq_irq, &ArmSmmuV3::evtq_irq))) {
     program_msi(evtq_irq_, hw::EVENTQ_IRQ_CFG0::kOffset, hw::EVENTQ_IRQ_CFG1::kOffset,
@@ -285,8 +296,28 @@ void ArmSmmuV3::priq_irq(void* ctx) {
 
 void ArmSmmuV3::gerror_irq(void* ctx) { static_cast<ArmSmmuV3*>(ctx)->handle_gerror(); }
 
+// Without a GERROR interrupt (Linux only warns: "no gerr irq - errors will not be reported!"),
+// every Command queue wait that makes no progress calls this, several at once: one of them
+// takes the try-lock and runs the handler, as the interrupt would have, and the others go
+// back to their own wait (whatever stopped them is being handled). Interrupts are off while
+// it is held, so that an interrupt handler submitting a CMD_SYNC on this CPU cannot spin
+// until its timeout on a handler it interrupted.
+void ArmSmmuV3::gerror_poll(void* ctx) {
+  auto* smmu = static_cast<ArmSmmuV3*>(ctx);
+  if (smmu->gerror_poll_busy_.load(std::memory_order_relaxed)) return;
+  const unsigned long flags = strata_os_irq_save();
+  // Acquire and release: what one run of the handler wrote (the Cmdq's error record, its
+  // abort state) is seen by the next, as if one CPU ran them all.
+  if (!smmu->gerror_poll_busy_.exchange(true, std::memory_order_acquire)) {
+    smmu->handle_gerror();
+    smmu->gerror_poll_busy_.store(false, std::memory_order_release);
+  }
+  strata_os_irq_restore(flags);
+}
+
 // Global errors (7.5; Linux's arm_smmu_gerror_handler): active errors are the bits in which
-// GERROR and GERRORN differ, and writing GERRORN = GERROR acknowledges them all.
+// GERROR and GERRORN differ, and writing GERRORN = GERROR acknowledges them all. Run by the
+// GERROR interrupt or, without one, by gerror_poll(): one caller at a time either way.
 void ArmSmmuV3::handle_gerror() {
   const uint32_t gerror = page0_.readl_relaxed(hw::GERROR::kOffset);
   const uint32_t gerrorn = page0_.readl_relaxed(hw::GERRORN::kOffset);
