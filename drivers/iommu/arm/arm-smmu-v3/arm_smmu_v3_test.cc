@@ -15,6 +15,7 @@
 #include "testing/hosted/hosted.h"
 #include "testing/models/smmuv3/sim_ats_device.h"
 #include "testing/sim/arm_system.h"
+#include "testing/sim/ats_function.h"
 
 namespace strata::arm_smmu_v3 {
 namespace {
@@ -22,6 +23,7 @@ namespace {
 namespace hw = ::strata::smmuv3;
 using sim::ArmSystem;
 using sim::ArmSystemConfig;
+using sim::AtsFunction;
 
 std::unique_ptr<ArmSystem> make_system(ArmSystemConfig cfg = {}) {
   auto r = ArmSystem::create(cfg);
@@ -205,23 +207,6 @@ TEST_CASE("hw_info: the ID registers as read, IOMMU_HW_INFO_TYPE_ARM_SMMUV3") {
   CHECK(regions[0].type == ResvType::sw_msi);
   CHECK(regions[0].start == kMsiIovaBase);
 }
-
-// A PCIe function with ATS and PRI behind the SMMU, beside the platform's engines.
-struct AtsFunction {
-  static constexpr uint32_t kSid = 0x100;
-  PciDev pci{.bus = 1, .devfn = 0};
-  Device dev;
-  sim::smmuv3::SimAtsDevice ep;
-
-  // `pri`: what firmware says of the function's PRI (DeviceDesc::pri).
-  explicit AtsFunction(ArmSystem& sys, bool pri = true)
-      : dev(DeviceDesc{.name = "ats-fn",
-                       .fwspec = {.iommu = &sys.smmu(), .ids = {kSid}, .num_ids = 1},
-                       .pci = &pci,
-                       .ats = true,
-                       .pri = pri}),
-        ep(sys.model(), kSid) {}
-};
 
 TEST_CASE("ATS: EATS in the STE, the ATC filled by Translation Requests and invalidated on unmap") {
   for (auto t : {sim::smmuv3::Threading::kSync, sim::smmuv3::Threading::kAsync}) {
