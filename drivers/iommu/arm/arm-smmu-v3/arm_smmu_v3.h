@@ -244,9 +244,8 @@ class ArmSmmuDomain final : public Domain {
   IommuFlushOps flush_ops_ = {};
   uint16_t asid_ = 0;
   uint16_t vmid_ = 0;
-  smmuv3::CD cd_;           // s1: the CD every attachment installs
-  GuestSte guest_;          // nested, in CPU byte order
-  bool guest_ats_ = false;  // nested: the guest's STE.EATS asks for ATS
+  smmuv3::CD cd_;   // s1: the CD every attachment installs
+  GuestSte guest_;  // nested, in CPU byte order
 
   // The masters and PASIDs attached (Linux's devices list, under devices_lock).
   mutable SpinLock devices_lock_;
@@ -321,14 +320,9 @@ class ArmSmmuV3 final : public IommuDevice, public StrtabInvalidator {
   Result<void> update_gbpa(uint32_t set, uint32_t clear);
   static void evtq_irq(void* ctx);
   static void priq_irq(void* ctx);
+  // The GERROR interrupt's handler, and without one the Command queue's GERROR poll.
   static void gerror_irq(void* ctx);
-  // Without a GERROR interrupt: the Command queue's waiters call this (Cmdq::set_gerror_poll),
-  // and it runs handle_gerror() in whichever of them takes gerror_poll_busy_ first.
-  static void gerror_poll(void* ctx);
   void handle_gerror();
-  // Held by the GERROR poll while it runs handle_gerror(); never taken by the interrupt, which
-  // is never connected while the poll is set.
-  std::atomic<bool> gerror_poll_busy_{false};
 
   // ---- faults.cc ----
   void handle_event(const uint64_t* words);

@@ -284,7 +284,19 @@ Result<uint32_t> Cmdq::wait_for_sync(uint32_t pos) {
 
 void Cmdq::poll_gerror(uint64_t now, uint64_t& next_poll) {
   if (!gerror_poll_ || now < next_poll) return;
-  gerror_poll_(gerror_poll_ctx_);
+  // One waiter at a time runs the handler, as an interrupt handler would be run; the others go
+  // back to their own wait (what stopped them is being handled). Interrupts are off while it
+  // runs, so that an interrupt handler submitting a CMD_SYNC on this CPU cannot spin until its
+  // timeout on a handler it interrupted. Acquire and release: what one run wrote (the error
+  // ring, the abort record, GERRORN) is seen by the next, as if one CPU ran them all.
+  if (!gerror_polling_.load(std::memory_order_relaxed)) {
+    const unsigned long flags = strata_os_irq_save();
+    if (!gerror_polling_.exchange(true, std::memory_order_acquire)) {
+      gerror_poll_(gerror_poll_ctx_);
+      gerror_polling_.store(false, std::memory_order_release);
+    }
+    strata_os_irq_restore(flags);
+  }
   // From the end of the call: a slow handler (or one that waited for the try-lock's holder)
   // does not make the next call come at once.
   next_poll = monotonic_ns() + kGerrorPollNs;

@@ -87,8 +87,9 @@
 // a CMD_SYNC waiter's and a full-queue producer's, calls it once it has waited kGerrorPollNs
 // without its condition holding, and again at most every kGerrorPollNs: the handler reads
 // GERROR and GERRORN (6.3.19, 6.3.20) and handles whatever is active, as the interrupt would
-// have, and the waiter goes on polling. Waiters call it concurrently, so the driver serialises
-// it (a try-lock: whoever finds it taken just polls on). A wait that completes within
+// have, and the waiter goes on polling. Waiters get there concurrently, so the cmdq serialises
+// the calls (a try-lock, with interrupts off: whoever finds it taken just polls on). A wait
+// that completes within
 // kGerrorPollNs never reads GERROR, and submission itself never does.
 //
 // Who writes what. The cmdq writes CMDQ_BASE, CMDQ_PROD and CMDQ_CONS (reset() only, with the
@@ -97,7 +98,7 @@
 // by handle_cmdq_gerror(), GERRORN's other bits by the driver's GERROR handler, run by its
 // interrupt or by the cmdq's waiters through the poll, never both. That handler must be the
 // only caller of handle_cmdq_gerror() / handle_cmdq_error() at a time (one handler at a time,
-// as an interrupt handler is; the poll takes the driver's try-lock for it): GERRORN is written
+// as an interrupt handler is; the cmdq's try-lock sees to it for the poll): GERRORN is written
 // read-modify-write, and the error ring and the abort record have one writer.
 //
 // Concurrency and context. issue_*() and CmdqBatch may be called from any number of threads
@@ -228,10 +229,9 @@ class Cmdq {
   static constexpr uint64_t kGerrorPollNs = 10'000;
   // For a driver without a GERROR interrupt (the file comment says how it is used): `poll(ctx)`
   // runs the driver's GERROR handler (7.5), which calls handle_cmdq_gerror() or
-  // handle_cmdq_error() for CMDQ_ERR. Several waiters may call `poll` at once: it must let only
-  // one of them run the handler at a time, and return at once in the others. It must not
-  // submit commands or wait for a producer. nullptr (the default): no polling, a GERROR
-  // interrupt handles errors. No call may be in progress.
+  // handle_cmdq_error() for CMDQ_ERR. The cmdq calls it from one waiter at a time, with
+  // interrupts off. It must not submit commands or wait for a producer. nullptr (the default):
+  // no polling, a GERROR interrupt handles errors. No call may be in progress.
   void set_gerror_poll(void (*poll)(void* ctx), void* ctx) {
     gerror_poll_ = poll;
     gerror_poll_ctx_ = ctx;
@@ -331,6 +331,7 @@ class Cmdq {
   // Set while no call is in progress (set_gerror_poll); read by waiters.
   void (*gerror_poll_)(void* ctx) = nullptr;
   void* gerror_poll_ctx_ = nullptr;
+  std::atomic<bool> gerror_polling_{false};  // held by the waiter running gerror_poll_
 
   // The reservation word: bits [30:0] PROD, bit 31 the owner flag, bits [62:32] cached CONS.
   alignas(64) std::atomic<uint64_t> llq_{0};

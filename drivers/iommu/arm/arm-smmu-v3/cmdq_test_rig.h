@@ -27,21 +27,16 @@ inline const char* mode_name(Threading t) { return sim::smmuv3::name(t); }
 // register write raised it.
 inline void gerror_handler(void* ctx) { static_cast<Cmdq*>(ctx)->handle_cmdq_gerror(); }
 
-// The same handler for a driver without a GERROR interrupt (Cmdq::set_gerror_poll): the Cmdq's
-// waiters call poll() concurrently, and a try-lock lets one of them at a time run it.
+// The same handler for a driver without a GERROR interrupt (Cmdq::set_gerror_poll), counting
+// its runs; the Cmdq runs it in one waiter at a time.
 struct GerrorPoller {
   static void poll(void* ctx) {
     auto* p = static_cast<GerrorPoller*>(ctx);
-    if (p->busy.load(std::memory_order_relaxed) ||
-        p->busy.exchange(true, std::memory_order_acquire))
-      return;
     p->runs.fetch_add(1, std::memory_order_relaxed);
     p->cmdq->handle_cmdq_gerror();
-    p->busy.store(false, std::memory_order_release);
   }
 
   Cmdq* cmdq = nullptr;
-  std::atomic<bool> busy{false};
   std::atomic<uint64_t> runs{0};  // polls that ran the handler
 };
 

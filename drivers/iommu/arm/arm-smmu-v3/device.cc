@@ -5,7 +5,6 @@
 
 #include "arch/clock.h"
 #include "arch/log.h"
-#include "arch/port.h"
 #include "arch/smmuv3/defs.h"
 #include "arch/smmuv3/regs.h"
 #include "drivers/iommu/arm/arm-smmu-v3/arm_smmu_v3.h"
@@ -167,7 +166,7 @@ Result<void> ArmSmmuV3::device_reset() {
   // No GERROR interrupt is connected yet (setup_irqs), so until one is, if one ever is, the
   // Command queue's waits handle global errors (cmdq.h): a command error in the invalidation
   // below fails it with -EIO rather than stopping the queue for good.
-  cmdq_->set_gerror_poll(&ArmSmmuV3::gerror_poll, this);
+  cmdq_->set_gerror_poll(&ArmSmmuV3::gerror_irq, this);
   STRATA_TRY(cmdq_->reset());
   uint32_t enables = hw::CR0::CMDQEN::kMask;
   STRATA_TRY(write_reg_sync(enables, hw::CR0::kOffset, hw::CR0ACK::kOffset));
@@ -296,28 +295,10 @@ void ArmSmmuV3::priq_irq(void* ctx) {
 
 void ArmSmmuV3::gerror_irq(void* ctx) { static_cast<ArmSmmuV3*>(ctx)->handle_gerror(); }
 
-// Without a GERROR interrupt (Linux only warns: "no gerr irq - errors will not be reported!"),
-// every Command queue wait that makes no progress calls this, several at once: one of them
-// takes the try-lock and runs the handler, as the interrupt would have, and the others go
-// back to their own wait (whatever stopped them is being handled). Interrupts are off while
-// it is held, so that an interrupt handler submitting a CMD_SYNC on this CPU cannot spin
-// until its timeout on a handler it interrupted.
-void ArmSmmuV3::gerror_poll(void* ctx) {
-  auto* smmu = static_cast<ArmSmmuV3*>(ctx);
-  if (smmu->gerror_poll_busy_.load(std::memory_order_relaxed)) return;
-  const unsigned long flags = strata_os_irq_save();
-  // Acquire and release: what one run of the handler wrote (the Cmdq's error record, its
-  // abort state) is seen by the next, as if one CPU ran them all.
-  if (!smmu->gerror_poll_busy_.exchange(true, std::memory_order_acquire)) {
-    smmu->handle_gerror();
-    smmu->gerror_poll_busy_.store(false, std::memory_order_release);
-  }
-  strata_os_irq_restore(flags);
-}
-
 // Global errors (7.5; Linux's arm_smmu_gerror_handler): active errors are the bits in which
 // GERROR and GERRORN differ, and writing GERRORN = GERROR acknowledges them all. Run by the
-// GERROR interrupt or, without one, by gerror_poll(): one caller at a time either way.
+// GERROR interrupt or, without one (Linux only warns: "no gerr irq - errors will not be
+// reported!"), by the Command queue's waiters: one caller at a time either way (cmdq.h).
 void ArmSmmuV3::handle_gerror() {
   const uint32_t gerror = page0_.readl_relaxed(hw::GERROR::kOffset);
   const uint32_t gerrorn = page0_.readl_relaxed(hw::GERRORN::kOffset);

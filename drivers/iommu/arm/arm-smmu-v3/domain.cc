@@ -135,7 +135,6 @@ Result<Box<Domain>> ArmSmmuV3::domain_alloc_nested(Device& dev, Domain& parent, 
   Box<ArmSmmuDomain> d =
       STRATA_TRY(make_box<ArmSmmuDomain>(*this, DomainType::nested, ArmSmmuDomain::Stage::nested));
   d->guest_ = guest;
-  d->guest_ats_ = hw::STE{}.set_word(1, guest.ste[1]).get<hw::STE::EATS>() == hw::kEatsTrans;
   d->vmid_ = s2.vmid();
   return Box<Domain>(std::move(d));
 }
@@ -231,7 +230,9 @@ void ArmSmmuDomain::tlb_flush_walk(uint64_t iova, size_t size, size_t granule, v
 }
 
 bool ArmSmmuDomain::ats_enabled(const ArmSmmuMaster& master) const {
-  return master.ats && (stage_ != Stage::nested || guest_ats_);
+  if (!master.ats) return false;
+  if (stage_ != Stage::nested) return true;
+  return hw::STE{}.set_word(1, guest_.ste[1]).get<hw::STE::EATS>() == hw::kEatsTrans;
 }
 
 Result<void> ArmSmmuDomain::add_attachment(ArmSmmuMaster& master, ioasid_t ssid) {
